@@ -1,0 +1,80 @@
+//! Sources and sinks: how rows get into and out of an edgeflow pipeline.
+//!
+//! Each connector lives in its own module with a `*Config` (serde, one `///` per option), the
+//! running component (an [`edgeflow_engine::Source`] or [`edgeflow_engine::Sink`]), and its
+//! tests. It is made known to query files by one line in [`sources`] or [`sinks`].
+//!
+//! # Adding a connector
+//! 1. Add `src/<name>.rs` (or `src/<name>/`) with a config implementing [`SourceConfig`] or
+//!    [`SinkConfig`] and a `pub const KIND: SourceKind` (or `SinkKind`).
+//! 2. Add `<name>::KIND` to the sorted list in [`sources`] or [`sinks`].
+#![forbid(missing_docs)]
+
+use std::fmt::Debug;
+
+use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::{BoxError, OptionError, Sink, Source, WatermarkPolicy};
+
+/// A source's options, checked and ready to build.
+pub trait SourceConfig: Debug + Send + Sync {
+    /// The schema of every batch the source emits. Its metadata names the event-time column
+    /// (see [`edgeflow_engine::schema::schema_with_event_time`]).
+    ///
+    /// # Errors
+    /// Every problem found in the options, each with the path of the option at fault.
+    fn schema(&self) -> Result<SchemaRef, Vec<OptionError>>;
+
+    /// How the source's watermark follows event time.
+    fn watermark(&self) -> WatermarkPolicy;
+
+    /// Creates the running source. May touch the outside world (open files, resolve hosts).
+    ///
+    /// # Errors
+    /// A one-line error naming what could not be opened and why.
+    fn build(&self) -> Result<Box<dyn Source>, BoxError>;
+}
+
+/// A sink's options, checked and ready to build.
+pub trait SinkConfig: Debug + Send + Sync {
+    /// Checks the options against the schema of the rows the sink will receive, without
+    /// touching the outside world.
+    fn check(&self, input: &SchemaRef) -> Vec<OptionError>;
+
+    /// Creates the running sink (for example creates its output folder).
+    ///
+    /// # Errors
+    /// A one-line error naming what could not be created and why.
+    fn build(&self, input: &SchemaRef) -> Result<Box<dyn Sink>, BoxError>;
+}
+
+/// A kind of source, as named by `type = "..."` in a query file.
+#[derive(Clone, Copy, Debug)]
+pub struct SourceKind {
+    /// The `type` value.
+    pub name: &'static str,
+    /// One line saying what it reads.
+    pub summary: &'static str,
+    /// Parses a node's options (without `type`).
+    pub parse: fn(toml::Table) -> Result<Box<dyn SourceConfig>, OptionError>,
+}
+
+/// A kind of sink, as named by `type = "..."` in a query file.
+#[derive(Clone, Copy, Debug)]
+pub struct SinkKind {
+    /// The `type` value.
+    pub name: &'static str,
+    /// One line saying what it writes.
+    pub summary: &'static str,
+    /// Parses a node's options (without `type` and `inputs`).
+    pub parse: fn(toml::Table) -> Result<Box<dyn SinkConfig>, OptionError>,
+}
+
+/// Every source kind, sorted by name.
+pub fn sources() -> &'static [SourceKind] {
+    &[]
+}
+
+/// Every sink kind, sorted by name.
+pub fn sinks() -> &'static [SinkKind] {
+    &[]
+}

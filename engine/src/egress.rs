@@ -1,0 +1,140 @@
+//! The bridge from timely workers out to tokio sink tasks.
+//!
+//! Every worker runs an [`egress_operator`] for each sink. It forwards each batch, and each
+//! advance of its input frontier (the watermark), into one bounded channel shared by all
+//! workers. When the channel is full the worker waits: a slow sink slows the dataflow rather
+//! than growing memory. When a worker's frontier becomes empty it drops its sender; once all
+//! have, [`SinkInput::recv`] returns `None` and the sink commits what it holds.
+
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::Operator;
+use tokio::sync::mpsc;
+
+use crate::graph::BatchStream;
+use crate::ingress::ShutdownSignal;
+use crate::metrics::NodeMetrics;
+use crate::time::EventTime;
+
+/// What a sink receives.
+#[derive(Debug)]
+pub enum SinkEvent {
+    /// Rows to write.
+    Rows(RecordBatch),
+    /// One worker's input watermark moved to this event time: no more on-time rows older
+    /// than it will come from that worker.
+    Watermark(EventTime),
+}
+
+/// The sink's end of its channel, plus what it needs to know about the pipeline.
+pub struct SinkInput {
+    name: String,
+    pipeline: String,
+    schema: SchemaRef,
+    metrics: Arc<NodeMetrics>,
+    receiver: mpsc::Receiver<SinkEvent>,
+    shutdown: ShutdownSignal,
+}
+
+impl SinkInput {
+    pub(crate) fn new(
+        name: String,
+        pipeline: String,
+        schema: SchemaRef,
+        metrics: Arc<NodeMetrics>,
+        receiver: mpsc::Receiver<SinkEvent>,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        Self { name, pipeline, schema, metrics, receiver, shutdown }
+    }
+
+    /// An input fed by hand, for testing a sink on its own.
+    pub fn for_test(name: &str, schema: SchemaRef, capacity: usize) -> (Self, mpsc::Sender<SinkEvent>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let (_trigger, signal) = crate::ingress::ShutdownTrigger::new();
+        let metrics = NodeMetrics::detached(name, crate::metrics::NodeRole::Sink);
+        (
+            Self::new(name.to_string(), "test".to_string(), schema, metrics, receiver, signal),
+            sender,
+        )
+    }
+
+    /// The sink's node name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The pipeline's name (from `[pipeline] name`).
+    pub fn pipeline(&self) -> &str {
+        &self.pipeline
+    }
+
+    /// The schema of every batch the sink receives.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The sink's counters.
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
+    }
+
+    /// The pipeline's stop signal (sinks normally just drain until `recv` returns `None`).
+    pub fn shutdown(&self) -> ShutdownSignal {
+        self.shutdown.clone()
+    }
+
+    /// The next event, or `None` when every worker is done.
+    pub async fn recv(&mut self) -> Option<SinkEvent> {
+        self.receiver.recv().await
+    }
+
+    /// Blocking form of [`Self::recv`], for sinks that write on a blocking thread.
+    pub fn blocking_recv(&mut self) -> Option<SinkEvent> {
+        self.receiver.blocking_recv()
+    }
+}
+
+/// Adds the worker side of a sink: forwards batches and watermarks into `sender`.
+pub(crate) fn egress_operator(
+    stream: BatchStream<'_>,
+    name: &str,
+    sender: mpsc::Sender<SinkEvent>,
+    metrics: Arc<NodeMetrics>,
+) {
+    let mut sender = Some(sender);
+    let mut last_watermark: Option<EventTime> = None;
+    stream.sink(Pipeline, name, move |(input, frontier)| {
+        input.for_each(|_time, batch| {
+            let Some(rows) = batch.take() else { return };
+            metrics.add_rows_in(rows.num_rows());
+            let rows_in_batch = rows.num_rows();
+            if let Some(channel) = &sender
+                && channel.blocking_send(SinkEvent::Rows(rows)).is_err()
+            {
+                // The sink task has stopped (it reports its own error); keep the worker
+                // running so the rest of the pipeline can finish, and count what is lost.
+                metrics.count_dropped("sink_stopped", rows_in_batch);
+                sender = None;
+            }
+        });
+        match frontier.frontier().first().copied() {
+            Some(watermark) => {
+                if last_watermark != Some(watermark) {
+                    last_watermark = Some(watermark);
+                    if let Some(channel) = &sender {
+                        // A full channel only delays a progress note; it is safe to skip.
+                        let _ = channel.try_send(SinkEvent::Watermark(watermark));
+                    }
+                }
+            }
+            None => {
+                // Input complete: dropping our sender lets the sink finish once all are gone.
+                sender = None;
+            }
+        }
+    });
+}

@@ -1,0 +1,334 @@
+//! The bridge from tokio source tasks into timely workers.
+//!
+//! Each source gets a bounded channel. Its tokio task sends Arrow batches through
+//! [`SourceContext::send`]; when the channel is full, the task waits (backpressure). After each
+//! send, the context wakes the owning worker through a timely `SyncActivator`, so an idle
+//! worker parks instead of polling.
+//!
+//! On the worker, [`ingress_operator`] drains the channel, keeps the source's
+//! [`WatermarkTracker`], and holds a capability at the current watermark: each batch leaves
+//! stamped with the watermark as it was *before* the batch, then the capability moves up.
+//! When the source task ends, the channel closes and the capability is dropped, which lets
+//! every window downstream close.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::SchemaRef;
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Scope;
+use timely::dataflow::operators::generic::operator::source;
+use timely::scheduling::SyncActivator;
+use tokio::sync::{mpsc, watch};
+
+use crate::batch::Batch;
+use crate::graph::BatchStream;
+use crate::metrics::NodeMetrics;
+use crate::schema::{event_time_column, max_event_time};
+use crate::time::{EventTime, WatermarkPolicy, WatermarkTracker};
+
+/// A batch on its way in, with the largest event time it holds.
+pub(crate) struct IngressBatch {
+    rows: RecordBatch,
+    max_event_time: Option<EventTime>,
+}
+
+/// The pipeline is stopping: the batch was not taken.
+#[derive(Debug, thiserror::Error)]
+#[error("the pipeline is shutting down; the batch was not taken")]
+pub struct Stopped;
+
+/// Tells tasks that the pipeline should stop. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownSignal {
+    receiver: watch::Receiver<bool>,
+}
+
+impl ShutdownSignal {
+    /// True once shutdown has been requested.
+    pub fn is_requested(&self) -> bool {
+        *self.receiver.borrow()
+    }
+
+    /// Completes when shutdown is requested.
+    pub async fn requested(&mut self) {
+        // An error means the sender is gone, which only happens when the run is over.
+        let _ = self.receiver.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Requests shutdown of one pipeline run. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct ShutdownTrigger {
+    sender: Arc<watch::Sender<bool>>,
+}
+
+impl ShutdownTrigger {
+    /// A new trigger with its signal.
+    pub fn new() -> (Self, ShutdownSignal) {
+        let (sender, receiver) = watch::channel(false);
+        (Self { sender: Arc::new(sender) }, ShutdownSignal { receiver })
+    }
+
+    /// Asks every source to stop; open windows then close and sinks commit.
+    pub fn trigger(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// A signal that fires when this trigger does.
+    pub fn signal(&self) -> ShutdownSignal {
+        ShutdownSignal { receiver: self.sender.subscribe() }
+    }
+}
+
+/// Where a source's batches go: the channel plus the worker to wake.
+#[derive(Clone)]
+pub(crate) struct IngressSender {
+    sender: mpsc::Sender<IngressBatch>,
+    activator: Arc<OnceLock<SyncActivator>>,
+}
+
+/// The worker's end of a source channel, taken by exactly one worker.
+pub(crate) struct IngressSlot {
+    receiver: Mutex<Option<mpsc::Receiver<IngressBatch>>>,
+    activator: Arc<OnceLock<SyncActivator>>,
+}
+
+/// A bounded channel from one source task to one worker.
+pub(crate) fn ingress_channel(capacity: usize) -> (IngressSender, Arc<IngressSlot>) {
+    let (sender, receiver) = mpsc::channel(capacity.max(1));
+    let activator = Arc::new(OnceLock::new());
+    (
+        IngressSender { sender, activator: activator.clone() },
+        Arc::new(IngressSlot { receiver: Mutex::new(Some(receiver)), activator }),
+    )
+}
+
+/// What a source task gets: where to send rows, its schema, counters, and the stop signal.
+pub struct SourceContext {
+    name: String,
+    schema: SchemaRef,
+    event_time_column: Option<usize>,
+    metrics: Arc<NodeMetrics>,
+    sender: IngressSender,
+    shutdown: ShutdownSignal,
+}
+
+impl SourceContext {
+    pub(crate) fn new(
+        name: String,
+        schema: SchemaRef,
+        metrics: Arc<NodeMetrics>,
+        sender: IngressSender,
+        shutdown: ShutdownSignal,
+    ) -> Self {
+        let event_time_column = event_time_column(&schema).map(|(index, _)| index);
+        Self { name, schema, event_time_column, metrics, sender, shutdown }
+    }
+
+    /// A context whose batches go to a plain channel instead of a dataflow: for testing a
+    /// source on its own. The receiver yields each batch the source sent.
+    pub fn for_test(
+        name: &str,
+        schema: SchemaRef,
+        capacity: usize,
+    ) -> (Self, TestReceiver, ShutdownTrigger) {
+        let (sender, slot) = ingress_channel(capacity);
+        let (trigger, signal) = ShutdownTrigger::new();
+        let metrics = NodeMetrics::detached(name, crate::metrics::NodeRole::Source);
+        let receiver = slot.receiver.lock().expect("fresh mutex").take().expect("fresh slot");
+        (
+            Self::new(name.to_string(), schema, metrics, sender, signal),
+            TestReceiver { receiver },
+            trigger,
+        )
+    }
+
+    /// The node's name in the query file (for log messages).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The schema every batch must have.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The node's counters (count rejects with [`NodeMetrics::count_dropped`]).
+    pub fn metrics(&self) -> &Arc<NodeMetrics> {
+        &self.metrics
+    }
+
+    /// The stop signal: a source returns soon after it fires.
+    pub fn shutdown(&self) -> ShutdownSignal {
+        self.shutdown.clone()
+    }
+
+    /// True once the pipeline is stopping.
+    pub fn is_shutdown_requested(&self) -> bool {
+        self.shutdown.is_requested()
+    }
+
+    /// Sends rows into the dataflow, waiting while the pipeline is busy.
+    ///
+    /// Rows without an event time are dropped here and counted as `missing_event_time`.
+    ///
+    /// # Errors
+    /// [`Stopped`] when the dataflow no longer takes rows (the pipeline is ending).
+    pub async fn send(&self, rows: RecordBatch) -> Result<(), Stopped> {
+        let Some(batch) = self.prepare(rows) else { return Ok(()) };
+        self.sender.sender.send(batch).await.map_err(|_| Stopped)?;
+        self.wake_worker();
+        Ok(())
+    }
+
+    /// [`Self::send`] for sources that read on a blocking thread (`spawn_blocking`).
+    ///
+    /// # Errors
+    /// [`Stopped`] when the dataflow no longer takes rows.
+    pub fn send_blocking(&self, rows: RecordBatch) -> Result<(), Stopped> {
+        let Some(batch) = self.prepare(rows) else { return Ok(()) };
+        self.sender.sender.blocking_send(batch).map_err(|_| Stopped)?;
+        self.wake_worker();
+        Ok(())
+    }
+
+    fn prepare(&self, rows: RecordBatch) -> Option<IngressBatch> {
+        let mut rows = rows;
+        let max_event_time = match self.event_time_column {
+            Some(column) => {
+                let times = rows.column(column);
+                if times.null_count() > 0 {
+                    let keep = arrow::compute::is_not_null(times).expect("is_not_null cannot fail");
+                    let dropped = times.null_count();
+                    rows = filter_record_batch(&rows, &keep).expect("filter with a same-length mask");
+                    self.metrics.count_dropped("missing_event_time", dropped);
+                }
+                max_event_time(&rows, column)
+            }
+            None => None,
+        };
+        if rows.num_rows() == 0 {
+            return None;
+        }
+        self.metrics.add_rows_out(rows.num_rows());
+        Some(IngressBatch { rows, max_event_time })
+    }
+
+    fn wake_worker(&self) {
+        if let Some(activator) = self.sender.activator.get() {
+            // An error means the worker is gone; the next send then fails with `Stopped`.
+            let _ = activator.activate();
+        }
+    }
+}
+
+/// The receiving end of [`SourceContext::for_test`].
+pub struct TestReceiver {
+    receiver: mpsc::Receiver<IngressBatch>,
+}
+
+impl TestReceiver {
+    /// The next batch, or `None` once the source is done and dropped its context.
+    pub async fn recv(&mut self) -> Option<RecordBatch> {
+        self.receiver.recv().await.map(|b| b.rows)
+    }
+
+    /// Blocking form of [`Self::recv`].
+    pub fn blocking_recv(&mut self) -> Option<RecordBatch> {
+        self.receiver.blocking_recv().map(|b| b.rows)
+    }
+}
+
+/// Most batches a worker takes from one source per activation, so one busy source cannot
+/// starve the operators downstream of it.
+const MAX_BATCHES_PER_ACTIVATION: usize = 64;
+
+/// Adds the worker-side end of a source to `scope`.
+///
+/// Exactly one worker takes the channel from `slot`; on the others the operator drops its
+/// capability at once, so it never holds the frontier back.
+pub(crate) fn ingress_operator<'scope>(
+    scope: Scope<'scope, EventTime>,
+    name: &str,
+    slot: Arc<IngressSlot>,
+    policy: WatermarkPolicy,
+    metrics: Arc<NodeMetrics>,
+    owner: bool,
+) -> BatchStream<'scope> {
+    source::<_, CapacityContainerBuilder<Batch>, _, _>(scope, name, move |capability, info| {
+        let receiver = if owner { slot.receiver.lock().ok().and_then(|mut r| r.take()) } else { None };
+        let timer = scope.activator_for(info.address.clone());
+        if receiver.is_some() {
+            let waker = scope.worker().sync_activator_for(info.address.to_vec());
+            // Only the owning worker sets this, once.
+            let _ = slot.activator.set(waker);
+        }
+        let mut state = receiver.map(|receiver| IngressState {
+            receiver,
+            capability: capability.clone(),
+            tracker: WatermarkTracker::new(policy),
+        });
+        drop(capability);
+
+        move |output| {
+            let Some(current) = state.as_mut() else { return };
+            let mut drained = 0;
+            let mut closed = false;
+            while drained < MAX_BATCHES_PER_ACTIVATION {
+                match current.receiver.try_recv() {
+                    Ok(batch) => {
+                        drained += 1;
+                        // Stamp with the watermark before this batch: rows the batch itself
+                        // makes "old" are still on time for windows that are open.
+                        output
+                            .session_with_builder(&current.capability)
+                            .give_container(&mut Batch::new(batch.rows));
+                        if let Some(max) = batch.max_event_time {
+                            let watermark = current.tracker.observe(max, Instant::now());
+                            advance(&mut current.capability, watermark, &metrics);
+                        }
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed {
+                // The source is done: dropping the capability releases the watermark, so every
+                // window downstream closes.
+                state = None;
+                return;
+            }
+            let now = Instant::now();
+            let watermark = current.tracker.on_tick(now);
+            advance(&mut current.capability, watermark, &metrics);
+            if drained == MAX_BATCHES_PER_ACTIVATION {
+                timer.activate();
+            } else if let Some(delay) = current.tracker.next_tick_in(now) {
+                timer.activate_after(delay);
+            }
+        }
+    })
+}
+
+struct IngressState {
+    receiver: mpsc::Receiver<IngressBatch>,
+    capability: timely::dataflow::operators::Capability<EventTime>,
+    tracker: WatermarkTracker,
+}
+
+fn advance(
+    capability: &mut timely::dataflow::operators::Capability<EventTime>,
+    watermark: EventTime,
+    metrics: &NodeMetrics,
+) {
+    if watermark > *capability.time() {
+        capability.downgrade(&watermark);
+        metrics.set_watermark(watermark);
+    }
+}

@@ -1,0 +1,330 @@
+//! Runs a [`Graph`]: timely workers on their own threads, sources and sinks on tokio.
+//!
+//! ```text
+//!   tokio runtime (IO)                 timely workers (computation)           tokio runtime (IO)
+//!  ┌──────────────┐  bounded mpsc   ┌───────────────────────────────────┐  bounded mpsc  ┌────────────┐
+//!  │ source task  │ ──────────────▶ │ ingress ─▶ operators ─▶ egress    │ ─────────────▶ │ sink task  │
+//!  │ (Source::run)│  + activator    │ (one worker owns each source;     │  one channel   │ (Sink::run)│
+//!  └──────────────┘                 │  KeyExchange spreads keys)        │  per sink      └────────────┘
+//!                                   └───────────────────────────────────┘
+//! ```
+//!
+//! The run ends when every source has ended (bounded input, or a shutdown request), every
+//! window has closed, and every sink has committed. Ctrl-C or SIGTERM requests a graceful
+//! shutdown when [`RunOptions::handle_signals`] is set; a second signal exits at once.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use timely::dataflow::operators::Concatenate;
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+
+use crate::egress::{SinkEvent, SinkInput, egress_operator};
+use crate::error::{BoxError, EngineError};
+use crate::graph::{BatchStream, DataflowOperator, Graph, NodeKind, OperatorContext, SinkSummary};
+use crate::ingress::{IngressSlot, ShutdownTrigger, SourceContext, ingress_channel, ingress_operator};
+use crate::metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
+use crate::time::{EventTime, WatermarkPolicy};
+
+/// How to run a pipeline.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Timely worker threads (computation). Default: the number of cores.
+    pub workers: usize,
+    /// Tokio threads for sources and sinks (IO). Default: 2.
+    pub io_threads: usize,
+    /// Batches each source or sink channel holds before the sender waits. Default: 16.
+    pub channel_capacity: usize,
+    /// Install Ctrl-C / SIGTERM handlers that request a graceful shutdown. Default: false
+    /// (the CLI turns it on; tests and embedders use [`RunOptions::shutdown`]).
+    pub handle_signals: bool,
+    /// A trigger the caller keeps to stop the run. Default: a fresh one nobody holds.
+    pub shutdown: ShutdownTrigger,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            workers: std::thread::available_parallelism().map_or(1, usize::from),
+            io_threads: 2,
+            channel_capacity: 16,
+            handle_signals: false,
+            shutdown: ShutdownTrigger::new().0,
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Final counters of every node.
+    pub nodes: Vec<NodeSnapshot>,
+    /// What each sink said when it finished, by node name.
+    pub sinks: Vec<(String, SinkSummary)>,
+    /// Wall-clock duration of the run.
+    pub elapsed: Duration,
+    /// Whether the run ended because shutdown was requested (rather than input ending).
+    pub interrupted: bool,
+}
+
+enum WorkerNode {
+    Source { slot: Arc<IngressSlot>, policy: WatermarkPolicy, owner: usize },
+    Operator(Arc<dyn DataflowOperator>),
+    Sink { senders: Mutex<Vec<mpsc::Sender<SinkEvent>>> },
+}
+
+struct WorkerPlan {
+    nodes: Vec<(String, Vec<usize>, Arc<NodeMetrics>, WorkerNode)>,
+}
+
+/// Runs `graph` to completion and reports its counters.
+///
+/// # Errors
+/// A bad setting, a failed source or sink, or a worker that stopped unexpectedly. Even then
+/// the engine first lets the rest of the pipeline finish and commit what it can.
+pub fn run(
+    graph: Graph,
+    options: RunOptions,
+    metrics: Arc<PipelineMetrics>,
+) -> Result<RunReport, EngineError> {
+    if options.workers == 0 {
+        return Err(EngineError::Config("workers must be at least 1".into()));
+    }
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.io_threads.max(1))
+        .thread_name("edgeflow-io")
+        .enable_all()
+        .build()
+        .map_err(|error| EngineError::Startup(format!("tokio runtime: {error}")))?;
+
+    let shutdown = options.shutdown.clone();
+    let pipeline_name = graph.name.clone();
+    let mut plan = WorkerPlan { nodes: Vec::with_capacity(graph.nodes.len()) };
+    let mut schemas: Vec<Option<SchemaRef>> = Vec::with_capacity(graph.nodes.len());
+    let mut source_tasks = Vec::new();
+    let mut sink_tasks = Vec::new();
+    let mut source_count = 0usize;
+
+    for node in graph.nodes {
+        let role = match node.kind {
+            NodeKind::Source { .. } => NodeRole::Source,
+            NodeKind::Operator(_) => NodeRole::Operator,
+            NodeKind::Sink { .. } => NodeRole::Sink,
+        };
+        let node_metrics = metrics.node(&node.name, role);
+        let worker_node = match node.kind {
+            NodeKind::Source { schema, watermark, source } => {
+                let (sender, slot) = ingress_channel(options.channel_capacity);
+                let ctx = SourceContext::new(
+                    node.name.clone(),
+                    schema.clone(),
+                    node_metrics.clone(),
+                    sender,
+                    shutdown.signal(),
+                );
+                schemas.push(Some(schema));
+                let handle = runtime.spawn(source.run(ctx));
+                source_tasks.push((node.name.clone(), handle));
+                let owner = source_count % options.workers;
+                source_count += 1;
+                WorkerNode::Source { slot, policy: watermark, owner }
+            }
+            NodeKind::Operator(operator) => {
+                schemas.push(Some(operator.output_schema()));
+                WorkerNode::Operator(operator)
+            }
+            NodeKind::Sink { sink } => {
+                let schema = node
+                    .inputs
+                    .first()
+                    .and_then(|&i| schemas[i].clone())
+                    .ok_or_else(|| EngineError::Internal(format!("sink '{}' has no input", node.name)))?;
+                schemas.push(None);
+                let (sender, receiver) = mpsc::channel(options.channel_capacity.max(1));
+                let input = SinkInput::new(
+                    node.name.clone(),
+                    pipeline_name.clone(),
+                    schema,
+                    node_metrics.clone(),
+                    receiver,
+                    shutdown.signal(),
+                );
+                let trigger = shutdown.clone();
+                let sink_name = node.name.clone();
+                let handle = runtime.spawn(async move {
+                    let result = sink.run(input).await;
+                    if let Err(error) = &result {
+                        error!(sink = %sink_name, "Sink failed, stopping the pipeline: {error}");
+                        trigger.trigger();
+                    }
+                    result
+                });
+                sink_tasks.push((node.name.clone(), handle));
+                let senders = (0..options.workers).map(|_| sender.clone()).collect();
+                WorkerNode::Sink { senders: Mutex::new(senders) }
+            }
+        };
+        plan.nodes.push((node.name, node.inputs, node_metrics, worker_node));
+    }
+
+    if options.handle_signals {
+        runtime.spawn(handle_signals(shutdown.clone()));
+    }
+
+    let plan = Arc::new(plan);
+    let workers = options.workers;
+    let config = timely::Config::process(workers);
+    let guards = timely::execute(config, move |worker| {
+        let plan = plan.clone();
+        worker.dataflow::<EventTime, _, _>(|scope| build_worker_dataflow(scope, &plan, workers));
+        while worker.step_or_park(None) {}
+    })
+    .map_err(|error| EngineError::Startup(format!("timely workers: {error}")))?;
+
+    let worker_results = runtime.block_on(async {
+        let joined = tokio::task::spawn_blocking(move || guards.join());
+        joined.await
+    });
+
+    let mut first_error: Option<EngineError> = None;
+    match worker_results {
+        Ok(results) => {
+            for result in results {
+                if let Err(panic) = result {
+                    first_error.get_or_insert(EngineError::Worker(panic));
+                }
+            }
+        }
+        Err(join_error) => {
+            first_error.get_or_insert(EngineError::Worker(join_error.to_string()));
+        }
+    }
+
+    let mut sinks = Vec::new();
+    runtime.block_on(async {
+        for (node, handle) in source_tasks {
+            match handle.await {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => {
+                    error!(source = %node, "Source failed: {source}");
+                    first_error.get_or_insert(EngineError::Source { node, source });
+                }
+                Err(join) => {
+                    first_error.get_or_insert(EngineError::Source { node, source: join_error(join) });
+                }
+            }
+        }
+        for (node, handle) in sink_tasks {
+            match handle.await {
+                Ok(Ok(summary)) => sinks.push((node, summary)),
+                Ok(Err(source)) => {
+                    first_error.get_or_insert(EngineError::Sink { node, source });
+                }
+                Err(join) => {
+                    first_error.get_or_insert(EngineError::Sink { node, source: join_error(join) });
+                }
+            }
+        }
+    });
+    let interrupted = shutdown.signal().is_requested();
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(error) = first_error {
+        return Err(error);
+    }
+    Ok(RunReport { nodes: metrics.snapshot(), sinks, elapsed: started.elapsed(), interrupted })
+}
+
+fn join_error(join: tokio::task::JoinError) -> BoxError {
+    if join.is_panic() {
+        format!("task panicked: {join}. This is a bug: please report it").into()
+    } else {
+        format!("task cancelled: {join}").into()
+    }
+}
+
+fn build_worker_dataflow(
+    scope: timely::dataflow::Scope<'_, EventTime>,
+    plan: &WorkerPlan,
+    workers: usize,
+) {
+    let mut streams: Vec<Option<BatchStream<'_>>> = Vec::with_capacity(plan.nodes.len());
+    for (name, inputs, metrics, node) in &plan.nodes {
+        let input_streams: Vec<BatchStream<'_>> = inputs
+            .iter()
+            .map(|&i| streams[i].clone().expect("inputs are sources or operators"))
+            .collect();
+        let output = match node {
+            WorkerNode::Source { slot, policy, owner } => Some(ingress_operator(
+                scope,
+                name,
+                slot.clone(),
+                *policy,
+                metrics.clone(),
+                scope.index() == *owner,
+            )),
+            WorkerNode::Operator(operator) => {
+                let ctx = OperatorContext {
+                    name: name.clone(),
+                    metrics: metrics.clone(),
+                    worker_index: scope.index(),
+                    workers,
+                };
+                Some(operator.build(input_streams, &ctx))
+            }
+            WorkerNode::Sink { senders } => {
+                let sender = senders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .pop()
+                    .expect("one sender per worker");
+                let stream = if input_streams.len() == 1 {
+                    input_streams.into_iter().next().expect("one input")
+                } else {
+                    scope.concatenate(input_streams)
+                };
+                egress_operator(stream, name, sender, metrics.clone());
+                None
+            }
+        };
+        streams.push(output);
+    }
+}
+
+async fn handle_signals(trigger: ShutdownTrigger) {
+    let mut signals = 0;
+    loop {
+        wait_for_signal().await;
+        signals += 1;
+        if signals == 1 {
+            info!("Shutting down: closing open windows and committing files (signal again to exit at once)");
+            trigger.trigger();
+        } else {
+            warn!("Second signal: exiting without committing open windows");
+            std::process::exit(130);
+        }
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,43 @@
+//! Operators: what a pipeline does to rows between sources and sinks.
+//!
+//! Each operator lives in its own module with a `*Config` (serde, one `///` per option), its
+//! [`DataflowOperator`] implementation (the timely operators it adds on each worker), and its
+//! tests. It is made known to query files by one line in [`operators`].
+//!
+//! # Adding an operator
+//! 1. Add `src/<name>.rs` (or `src/<name>/`) with a config implementing [`OperatorConfig`] and
+//!    a `pub const KIND: OperatorKind`.
+//! 2. Add `<name>::KIND` to the sorted list in [`operators`].
+#![forbid(missing_docs)]
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::{DataflowOperator, OptionError};
+
+/// An operator's options, parsed from a query file.
+pub trait OperatorConfig: Debug + Send + Sync {
+    /// Checks the options against the input schemas (in `inputs` order) and returns the
+    /// operator, whose output schema is then known.
+    ///
+    /// # Errors
+    /// Every problem found, each with the path of the option at fault.
+    fn plan(&self, inputs: &[SchemaRef]) -> Result<Arc<dyn DataflowOperator>, Vec<OptionError>>;
+}
+
+/// A kind of operator, as named by `type = "..."` in a query file.
+#[derive(Clone, Copy, Debug)]
+pub struct OperatorKind {
+    /// The `type` value.
+    pub name: &'static str,
+    /// One line saying what it does.
+    pub summary: &'static str,
+    /// Parses a node's options (without `type` and `inputs`).
+    pub parse: fn(toml::Table) -> Result<Box<dyn OperatorConfig>, OptionError>,
+}
+
+/// Every operator kind, sorted by name.
+pub fn operators() -> &'static [OperatorKind] {
+    &[]
+}
