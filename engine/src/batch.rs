@@ -68,11 +68,12 @@ impl ContainerBytes for Batch {
         if len == 0 {
             return Self::default();
         }
-        let reader = arrow::ipc::reader::StreamReader::try_new(&bytes[8..8 + len], None)
-            .expect("a batch serialised by edgeflow is valid Arrow IPC: this is a bug, please report it");
-        let batches: Vec<RecordBatch> = reader
-            .collect::<Result<_, _>>()
-            .expect("a batch serialised by edgeflow is valid Arrow IPC: this is a bug, please report it");
+        let reader = arrow::ipc::reader::StreamReader::try_new(&bytes[8..8 + len], None).expect(
+            "a batch serialised by edgeflow is valid Arrow IPC: this is a bug, please report it",
+        );
+        let batches: Vec<RecordBatch> = reader.collect::<Result<_, _>>().expect(
+            "a batch serialised by edgeflow is valid Arrow IPC: this is a bug, please report it",
+        );
         match batches.len() {
             0 => Self::default(),
             1 => Self::new(batches.into_iter().next().expect("one batch")),
@@ -90,7 +91,9 @@ impl ContainerBytes for Batch {
 
     fn into_bytes<W: std::io::Write>(&self, writer: &mut W) {
         let ipc = self.ipc_bytes();
-        writer.write_all(&(ipc.len() as u64).to_le_bytes()).expect("write length");
+        writer
+            .write_all(&(ipc.len() as u64).to_le_bytes())
+            .expect("write length");
         writer.write_all(&ipc).expect("write batch");
         let pad = ipc.len().div_ceil(8) * 8 - ipc.len();
         writer.write_all(&[0u8; 8][..pad]).expect("write padding");
@@ -118,18 +121,15 @@ impl Batch {
 pub fn hash_key_columns(rows: &RecordBatch, key_columns: &[usize], hashes: &mut Vec<u64>) {
     hashes.clear();
     hashes.resize(rows.num_rows(), 0x9E37_79B9_7F4A_7C15);
-    let state = std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let state =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
     for &column in key_columns {
         let array = rows.column(column);
         hash_array_into(array, &state, hashes);
     }
 }
 
-fn hash_array_into(
-    array: &ArrayRef,
-    state: &impl BuildHasher,
-    hashes: &mut [u64],
-) {
+fn hash_array_into(array: &ArrayRef, state: &impl BuildHasher, hashes: &mut [u64]) {
     let mix = |acc: &mut u64, value: u64| {
         *acc = (acc.rotate_left(5) ^ value).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
     };
@@ -137,7 +137,11 @@ fn hash_array_into(
         ($ty:ty) => {{
             let values = array.as_primitive::<$ty>();
             for (row, acc) in hashes.iter_mut().enumerate() {
-                let v = if values.is_null(row) { 0 } else { values.value(row) as u64 };
+                let v = if values.is_null(row) {
+                    0
+                } else {
+                    values.value(row) as u64
+                };
                 mix(acc, v);
             }
         }};
@@ -176,23 +180,29 @@ fn hash_array_into(
         DataType::Boolean => {
             let values = array.as_boolean();
             for (row, acc) in hashes.iter_mut().enumerate() {
-                let v = if values.is_null(row) { 2 } else { values.value(row) as u64 };
+                let v = if values.is_null(row) {
+                    2
+                } else {
+                    values.value(row) as u64
+                };
                 mix(acc, v);
             }
         }
         DataType::Float64 => {
             let values = array.as_primitive::<Float64Type>();
             for (row, acc) in hashes.iter_mut().enumerate() {
-                let v = if values.is_null(row) { 0 } else { values.value(row).to_bits() };
+                let v = if values.is_null(row) {
+                    0
+                } else {
+                    values.value(row).to_bits()
+                };
                 mix(acc, v);
             }
         }
         other => {
             // Any other type is hashed through its display form: slower, but always correct.
-            let formatter = arrow::util::display::ArrayFormatter::try_new(
-                array.as_ref(),
-                &Default::default(),
-            );
+            let formatter =
+                arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &Default::default());
             for (row, acc) in hashes.iter_mut().enumerate() {
                 let mut hasher = state.build_hasher();
                 if let Ok(f) = &formatter {
@@ -296,7 +306,12 @@ mod tests {
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec![Some("a"), Some("b"), None, Some("a")])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    None,
+                    Some("a"),
+                ])),
                 Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0, 4.0])),
             ],
         )

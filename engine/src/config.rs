@@ -29,7 +29,11 @@ impl OptionError {
     /// An error at the option `path` (dotted: `"drop_outside.temperature"`).
     pub fn at(path: &str, message: impl Into<String>) -> Self {
         Self {
-            path: if path.is_empty() { Vec::new() } else { path.split('.').map(str::to_string).collect() },
+            path: if path.is_empty() {
+                Vec::new()
+            } else {
+                path.split('.').map(str::to_string).collect()
+            },
             message: message.into(),
             hint: None,
         }
@@ -68,11 +72,19 @@ impl fmt::Display for OptionError {
 impl std::error::Error for OptionError {}
 
 /// The candidate closest to `wrong` by edit distance, if it is close enough to be a typo.
-pub fn closest_name<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn closest_name<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let wrong_lower = wrong.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&wrong_lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&wrong_lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(distance, c)| *distance <= (c.len().max(wrong.len()) / 3).max(1) + 1)
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, c)| c)
@@ -100,7 +112,11 @@ pub fn parse_options<T: DeserializeOwned>(table: toml::Table) -> Result<T, Optio
             .collect();
         let message = error.into_inner().to_string();
         let message = message.trim().trim_end_matches('.').replace('\n', " ");
-        OptionError { path, message, hint: None }
+        OptionError {
+            path,
+            message,
+            hint: None,
+        }
     })
 }
 
@@ -123,7 +139,8 @@ pub fn optional_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Option<Duration>, D::Error> {
     let text = Option::<String>::deserialize(deserializer)?;
-    text.map(|t| crate::time::parse_duration(&t).map_err(serde::de::Error::custom)).transpose()
+    text.map(|t| crate::time::parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
 }
 
 #[cfg(test)]

@@ -48,16 +48,34 @@ impl SinkInput {
         receiver: mpsc::Receiver<SinkEvent>,
         shutdown: ShutdownSignal,
     ) -> Self {
-        Self { name, pipeline, schema, metrics, receiver, shutdown }
+        Self {
+            name,
+            pipeline,
+            schema,
+            metrics,
+            receiver,
+            shutdown,
+        }
     }
 
     /// An input fed by hand, for testing a sink on its own.
-    pub fn for_test(name: &str, schema: SchemaRef, capacity: usize) -> (Self, mpsc::Sender<SinkEvent>) {
+    pub fn for_test(
+        name: &str,
+        schema: SchemaRef,
+        capacity: usize,
+    ) -> (Self, mpsc::Sender<SinkEvent>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         let (_trigger, signal) = crate::ingress::ShutdownTrigger::new();
         let metrics = NodeMetrics::detached(name, crate::metrics::NodeRole::Sink);
         (
-            Self::new(name.to_string(), "test".to_string(), schema, metrics, receiver, signal),
+            Self::new(
+                name.to_string(),
+                "test".to_string(),
+                schema,
+                metrics,
+                receiver,
+                signal,
+            ),
             sender,
         )
     }

@@ -148,7 +148,10 @@ pub struct Graph {
 impl Graph {
     /// An empty graph.
     pub fn new(name: impl Into<String>) -> Self {
-        Self { name: name.into(), nodes: Vec::new() }
+        Self {
+            name: name.into(),
+            nodes: Vec::new(),
+        }
     }
 
     /// Appends a node; returns its index.
@@ -174,7 +177,10 @@ impl Graph {
                 "node '{name}': sources take no inputs and other nodes need at least one"
             )));
         }
-        if let Some(&input) = inputs.iter().find(|&&i| matches!(self.nodes[i].kind, NodeKind::Sink { .. })) {
+        if let Some(&input) = inputs
+            .iter()
+            .find(|&&i| matches!(self.nodes[i].kind, NodeKind::Sink { .. }))
+        {
             return Err(EngineError::Internal(format!(
                 "node '{name}' reads from sink '{}'",
                 self.nodes[input].name

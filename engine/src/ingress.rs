@@ -69,7 +69,12 @@ impl ShutdownTrigger {
     /// A new trigger with its signal.
     pub fn new() -> (Self, ShutdownSignal) {
         let (sender, receiver) = watch::channel(false);
-        (Self { sender: Arc::new(sender) }, ShutdownSignal { receiver })
+        (
+            Self {
+                sender: Arc::new(sender),
+            },
+            ShutdownSignal { receiver },
+        )
     }
 
     /// Asks every source to stop; open windows then close and sinks commit.
@@ -79,7 +84,9 @@ impl ShutdownTrigger {
 
     /// A signal that fires when this trigger does.
     pub fn signal(&self) -> ShutdownSignal {
-        ShutdownSignal { receiver: self.sender.subscribe() }
+        ShutdownSignal {
+            receiver: self.sender.subscribe(),
+        }
     }
 }
 
@@ -101,8 +108,14 @@ pub(crate) fn ingress_channel(capacity: usize) -> (IngressSender, Arc<IngressSlo
     let (sender, receiver) = mpsc::channel(capacity.max(1));
     let activator = Arc::new(OnceLock::new());
     (
-        IngressSender { sender, activator: activator.clone() },
-        Arc::new(IngressSlot { receiver: Mutex::new(Some(receiver)), activator }),
+        IngressSender {
+            sender,
+            activator: activator.clone(),
+        },
+        Arc::new(IngressSlot {
+            receiver: Mutex::new(Some(receiver)),
+            activator,
+        }),
     )
 }
 
@@ -125,7 +138,14 @@ impl SourceContext {
         shutdown: ShutdownSignal,
     ) -> Self {
         let event_time_column = event_time_column(&schema).map(|(index, _)| index);
-        Self { name, schema, event_time_column, metrics, sender, shutdown }
+        Self {
+            name,
+            schema,
+            event_time_column,
+            metrics,
+            sender,
+            shutdown,
+        }
     }
 
     /// A context whose batches go to a plain channel instead of a dataflow: for testing a
@@ -138,7 +158,12 @@ impl SourceContext {
         let (sender, slot) = ingress_channel(capacity);
         let (trigger, signal) = ShutdownTrigger::new();
         let metrics = NodeMetrics::detached(name, crate::metrics::NodeRole::Source);
-        let receiver = slot.receiver.lock().expect("fresh mutex").take().expect("fresh slot");
+        let receiver = slot
+            .receiver
+            .lock()
+            .expect("fresh mutex")
+            .take()
+            .expect("fresh slot");
         (
             Self::new(name.to_string(), schema, metrics, sender, signal),
             TestReceiver { receiver },
@@ -178,7 +203,9 @@ impl SourceContext {
     /// # Errors
     /// [`Stopped`] when the dataflow no longer takes rows (the pipeline is ending).
     pub async fn send(&self, rows: RecordBatch) -> Result<(), Stopped> {
-        let Some(batch) = self.prepare(rows) else { return Ok(()) };
+        let Some(batch) = self.prepare(rows) else {
+            return Ok(());
+        };
         self.sender.sender.send(batch).await.map_err(|_| Stopped)?;
         self.wake_worker();
         Ok(())
@@ -189,8 +216,13 @@ impl SourceContext {
     /// # Errors
     /// [`Stopped`] when the dataflow no longer takes rows.
     pub fn send_blocking(&self, rows: RecordBatch) -> Result<(), Stopped> {
-        let Some(batch) = self.prepare(rows) else { return Ok(()) };
-        self.sender.sender.blocking_send(batch).map_err(|_| Stopped)?;
+        let Some(batch) = self.prepare(rows) else {
+            return Ok(());
+        };
+        self.sender
+            .sender
+            .blocking_send(batch)
+            .map_err(|_| Stopped)?;
         self.wake_worker();
         Ok(())
     }
@@ -203,7 +235,8 @@ impl SourceContext {
                 if times.null_count() > 0 {
                     let keep = arrow::compute::is_not_null(times).expect("is_not_null cannot fail");
                     let dropped = times.null_count();
-                    rows = filter_record_batch(&rows, &keep).expect("filter with a same-length mask");
+                    rows =
+                        filter_record_batch(&rows, &keep).expect("filter with a same-length mask");
                     self.metrics.count_dropped("missing_event_time", dropped);
                 }
                 max_event_time(&rows, column)
@@ -214,7 +247,10 @@ impl SourceContext {
             return None;
         }
         self.metrics.add_rows_out(rows.num_rows());
-        Some(IngressBatch { rows, max_event_time })
+        Some(IngressBatch {
+            rows,
+            max_event_time,
+        })
     }
 
     fn wake_worker(&self) {
@@ -259,7 +295,11 @@ pub(crate) fn ingress_operator<'scope>(
     owner: bool,
 ) -> BatchStream<'scope> {
     source::<_, CapacityContainerBuilder<Batch>, _, _>(scope, name, move |capability, info| {
-        let receiver = if owner { slot.receiver.lock().ok().and_then(|mut r| r.take()) } else { None };
+        let receiver = if owner {
+            slot.receiver.lock().ok().and_then(|mut r| r.take())
+        } else {
+            None
+        };
         let timer = scope.activator_for(info.address.clone());
         if receiver.is_some() {
             let waker = scope.worker().sync_activator_for(info.address.to_vec());
@@ -274,7 +314,9 @@ pub(crate) fn ingress_operator<'scope>(
         drop(capability);
 
         move |output| {
-            let Some(current) = state.as_mut() else { return };
+            let Some(current) = state.as_mut() else {
+                return;
+            };
             let mut drained = 0;
             let mut closed = false;
             while drained < MAX_BATCHES_PER_ACTIVATION {

@@ -28,6 +28,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod runtime;
 pub mod schema;
+pub mod testing;
 pub mod time;
 
 pub use batch::{Batch, KeyExchange, key_exchange};

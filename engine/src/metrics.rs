@@ -91,7 +91,8 @@ impl NodeMetrics {
         if delta >= 0 {
             self.state_rows.fetch_add(delta as u64, Ordering::Relaxed);
         } else {
-            self.state_rows.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            self.state_rows
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
     }
 
@@ -107,7 +108,10 @@ impl NodeMetrics {
         if rows == 0 {
             return;
         }
-        let mut dropped = self.dropped.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut dropped = self
+            .dropped
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         *dropped.entry(reason.to_string()).or_insert(0) += rows as u64;
     }
 
@@ -122,7 +126,11 @@ impl NodeMetrics {
             state_rows: self.state_rows.load(Ordering::Relaxed),
             files_written: self.files_written.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
-            dropped: self.dropped.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            dropped: self
+                .dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

@@ -24,7 +24,9 @@ use tracing::{error, info, warn};
 use crate::egress::{SinkEvent, SinkInput, egress_operator};
 use crate::error::{BoxError, EngineError};
 use crate::graph::{BatchStream, DataflowOperator, Graph, NodeKind, OperatorContext, SinkSummary};
-use crate::ingress::{IngressSlot, ShutdownTrigger, SourceContext, ingress_channel, ingress_operator};
+use crate::ingress::{
+    IngressSlot, ShutdownTrigger, SourceContext, ingress_channel, ingress_operator,
+};
 use crate::metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
 use crate::time::{EventTime, WatermarkPolicy};
 
@@ -70,9 +72,15 @@ pub struct RunReport {
 }
 
 enum WorkerNode {
-    Source { slot: Arc<IngressSlot>, policy: WatermarkPolicy, owner: usize },
+    Source {
+        slot: Arc<IngressSlot>,
+        policy: WatermarkPolicy,
+        owner: usize,
+    },
     Operator(Arc<dyn DataflowOperator>),
-    Sink { senders: Mutex<Vec<mpsc::Sender<SinkEvent>>> },
+    Sink {
+        senders: Mutex<Vec<mpsc::Sender<SinkEvent>>>,
+    },
 }
 
 struct WorkerPlan {
@@ -102,7 +110,9 @@ pub fn run(
 
     let shutdown = options.shutdown.clone();
     let pipeline_name = graph.name.clone();
-    let mut plan = WorkerPlan { nodes: Vec::with_capacity(graph.nodes.len()) };
+    let mut plan = WorkerPlan {
+        nodes: Vec::with_capacity(graph.nodes.len()),
+    };
     let mut schemas: Vec<Option<SchemaRef>> = Vec::with_capacity(graph.nodes.len());
     let mut source_tasks = Vec::new();
     let mut sink_tasks = Vec::new();
@@ -116,7 +126,11 @@ pub fn run(
         };
         let node_metrics = metrics.node(&node.name, role);
         let worker_node = match node.kind {
-            NodeKind::Source { schema, watermark, source } => {
+            NodeKind::Source {
+                schema,
+                watermark,
+                source,
+            } => {
                 let (sender, slot) = ingress_channel(options.channel_capacity);
                 let ctx = SourceContext::new(
                     node.name.clone(),
@@ -130,7 +144,11 @@ pub fn run(
                 source_tasks.push((node.name.clone(), handle));
                 let owner = source_count % options.workers;
                 source_count += 1;
-                WorkerNode::Source { slot, policy: watermark, owner }
+                WorkerNode::Source {
+                    slot,
+                    policy: watermark,
+                    owner,
+                }
             }
             NodeKind::Operator(operator) => {
                 schemas.push(Some(operator.output_schema()));
@@ -141,7 +159,9 @@ pub fn run(
                     .inputs
                     .first()
                     .and_then(|&i| schemas[i].clone())
-                    .ok_or_else(|| EngineError::Internal(format!("sink '{}' has no input", node.name)))?;
+                    .ok_or_else(|| {
+                        EngineError::Internal(format!("sink '{}' has no input", node.name))
+                    })?;
                 schemas.push(None);
                 let (sender, receiver) = mpsc::channel(options.channel_capacity.max(1));
                 let input = SinkInput::new(
@@ -164,10 +184,13 @@ pub fn run(
                 });
                 sink_tasks.push((node.name.clone(), handle));
                 let senders = (0..options.workers).map(|_| sender.clone()).collect();
-                WorkerNode::Sink { senders: Mutex::new(senders) }
+                WorkerNode::Sink {
+                    senders: Mutex::new(senders),
+                }
             }
         };
-        plan.nodes.push((node.name, node.inputs, node_metrics, worker_node));
+        plan.nodes
+            .push((node.name, node.inputs, node_metrics, worker_node));
     }
 
     if options.handle_signals {
@@ -213,7 +236,10 @@ pub fn run(
                     first_error.get_or_insert(EngineError::Source { node, source });
                 }
                 Err(join) => {
-                    first_error.get_or_insert(EngineError::Source { node, source: join_error(join) });
+                    first_error.get_or_insert(EngineError::Source {
+                        node,
+                        source: join_error(join),
+                    });
                 }
             }
         }
@@ -224,7 +250,10 @@ pub fn run(
                     first_error.get_or_insert(EngineError::Sink { node, source });
                 }
                 Err(join) => {
-                    first_error.get_or_insert(EngineError::Sink { node, source: join_error(join) });
+                    first_error.get_or_insert(EngineError::Sink {
+                        node,
+                        source: join_error(join),
+                    });
                 }
             }
         }
@@ -234,7 +263,12 @@ pub fn run(
     if let Some(error) = first_error {
         return Err(error);
     }
-    Ok(RunReport { nodes: metrics.snapshot(), sinks, elapsed: started.elapsed(), interrupted })
+    Ok(RunReport {
+        nodes: metrics.snapshot(),
+        sinks,
+        elapsed: started.elapsed(),
+        interrupted,
+    })
 }
 
 fn join_error(join: tokio::task::JoinError) -> BoxError {
@@ -257,7 +291,11 @@ fn build_worker_dataflow(
             .map(|&i| streams[i].clone().expect("inputs are sources or operators"))
             .collect();
         let output = match node {
-            WorkerNode::Source { slot, policy, owner } => Some(ingress_operator(
+            WorkerNode::Source {
+                slot,
+                policy,
+                owner,
+            } => Some(ingress_operator(
                 scope,
                 name,
                 slot.clone(),
@@ -299,7 +337,9 @@ async fn handle_signals(trigger: ShutdownTrigger) {
         wait_for_signal().await;
         signals += 1;
         if signals == 1 {
-            info!("Shutting down: closing open windows and committing files (signal again to exit at once)");
+            info!(
+                "Shutting down: closing open windows and committing files (signal again to exit at once)"
+            );
             trigger.trigger();
         } else {
             warn!("Second signal: exiting without committing open windows");

@@ -78,7 +78,10 @@ impl FieldType {
 
     /// The canonical name.
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(_, t)| *t == self).map_or("?", |(n, _)| n)
+        Self::ALL
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("?", |(n, _)| n)
     }
 }
 
@@ -112,7 +115,10 @@ pub fn schema_with_event_time(
         .map(|name| (EVENT_TIME_KEY.to_string(), name.to_string()))
         .into_iter()
         .collect();
-    Arc::new(Schema::new_with_metadata(fields.into_iter().collect::<Vec<_>>(), metadata))
+    Arc::new(Schema::new_with_metadata(
+        fields.into_iter().collect::<Vec<_>>(),
+        metadata,
+    ))
 }
 
 /// The event-time column named in `schema`'s metadata, as `(index, name)`.
@@ -131,8 +137,12 @@ pub fn max_event_time(rows: &RecordBatch, column: usize) -> Option<EventTime> {
 
 /// Event times of a column as a slice of `i64` milliseconds (nulls are 0 and must be checked
 /// with the array's validity).
-pub fn event_times(rows: &RecordBatch, column: usize) -> Option<&arrow::array::TimestampMillisecondArray> {
-    rows.column(column).as_primitive_opt::<TimestampMillisecondType>()
+pub fn event_times(
+    rows: &RecordBatch,
+    column: usize,
+) -> Option<&arrow::array::TimestampMillisecondArray> {
+    rows.column(column)
+        .as_primitive_opt::<TimestampMillisecondType>()
 }
 
 /// True when every row of `rows` has a non-null event time in `column`.
@@ -159,7 +169,10 @@ mod tests {
     #[test]
     fn event_time_column_is_found_through_metadata() {
         let schema = schema_with_event_time(
-            [Field::new("v", DataType::Float64, true), Field::new("ts", timestamp_type(), false)],
+            [
+                Field::new("v", DataType::Float64, true),
+                Field::new("ts", timestamp_type(), false),
+            ],
             Some("ts"),
         );
         assert_eq!(event_time_column(&schema), Some((1, "ts")));

@@ -26,8 +26,9 @@ pub type EventTime = u64;
 /// # Errors
 /// Returns a message quoting the input when it is not a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|error| format!("invalid duration '{text}': {error} (try \"10s\", \"500ms\", \"5m\")"))
+    humantime::parse_duration(text.trim()).map_err(|error| {
+        format!("invalid duration '{text}': {error} (try \"10s\", \"500ms\", \"5m\")")
+    })
 }
 
 /// Formats an event time as RFC 3339 UTC with milliseconds, for logs and status lines.
@@ -95,7 +96,9 @@ impl WatermarkTracker {
     pub fn observe(&mut self, max_event_time: EventTime, now: Instant) -> EventTime {
         self.last_progress = now;
         self.idle_base = None;
-        let max = self.max_event_time.map_or(max_event_time, |m| m.max(max_event_time));
+        let max = self
+            .max_event_time
+            .map_or(max_event_time, |m| m.max(max_event_time));
         self.max_event_time = Some(max);
         let lag = self.policy.max_out_of_orderness.as_millis() as u64;
         self.watermark = self.watermark.max(max.saturating_sub(lag));
@@ -128,7 +131,11 @@ impl WatermarkTracker {
             return Some(Duration::from_millis(200));
         }
         let quiet_for = now.saturating_duration_since(self.last_progress);
-        Some(timeout.saturating_sub(quiet_for).max(Duration::from_millis(10)))
+        Some(
+            timeout
+                .saturating_sub(quiet_for)
+                .max(Duration::from_millis(10)),
+        )
     }
 }
 
@@ -168,7 +175,10 @@ mod tests {
         assert_eq!(tracker.on_tick(start + Duration::from_secs(5)), 99_000);
         assert_eq!(tracker.on_tick(start + Duration::from_secs(8)), 102_000);
         // New data resets the idle rule but never moves the watermark back.
-        assert_eq!(tracker.observe(100_500, start + Duration::from_secs(9)), 102_000);
+        assert_eq!(
+            tracker.observe(100_500, start + Duration::from_secs(9)),
+            102_000
+        );
     }
 
     #[test]
@@ -181,7 +191,10 @@ mod tests {
     #[test]
     fn durations_parse_and_errors_quote_input() {
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration(" 250ms ").unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            parse_duration(" 250ms ").unwrap(),
+            Duration::from_millis(250)
+        );
         let error = parse_duration("ten seconds").unwrap_err();
         assert!(error.contains("'ten seconds'"), "{error}");
     }
@@ -194,6 +207,9 @@ mod tests {
 
     #[test]
     fn event_time_formats_as_utc() {
-        assert_eq!(format_event_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            format_event_time(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }
