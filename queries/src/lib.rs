@@ -1,1 +1,23 @@
-//! placeholder
+//! Query files: the TOML model, validation with `file:line:col` diagnostics, and planning
+//! into an engine [`Graph`](edgeflow_engine::Graph).
+//!
+//! ```text
+//!  text ──Document::parse──▶ values + spans ──plan()──▶ Plan ──into_graph()──▶ Graph ──▶ engine::run
+//!                                 │                      │
+//!                                 └── every error ──▶ Diagnostic (file:line:col, hint)
+//! ```
+//!
+//! A query file has four sections: `[pipeline]` settings, and named nodes under `[sources.*]`,
+//! `[operators.*]` and `[sinks.*]`. Each node has a `type` (looked up in the connector and
+//! operator registries) and, unless it is a source, `inputs` naming the nodes it reads.
+//! [`plan`] checks everything it can without touching the outside world and reports every
+//! problem at once.
+
+pub mod diagnostic;
+pub mod document;
+pub mod explain;
+pub mod plan;
+
+pub use diagnostic::{Diagnostic, Severity, render};
+pub use explain::explain;
+pub use plan::{BuildError, PipelineSettings, Plan, PlannedNode, plan};

@@ -1,0 +1,850 @@
+//! Validation and planning: a query file becomes a [`Plan`] with every node's schema known,
+//! or a list of every [`Diagnostic`] found.
+//!
+//! Planning never touches the outside world: it can run on a laptop for a file meant for a
+//! gateway. [`Plan::into_graph`] is the step that opens files and folders.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use edgeflow_connectors::{SinkConfig, SourceConfig};
+use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::config::closest_name;
+use edgeflow_engine::{
+    BoxError, DataflowOperator, Graph, NodeKind, NodeRole, OptionError, WatermarkPolicy,
+};
+use serde::Deserialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::document::Document;
+
+/// Settings from the `[pipeline]` table.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineSettings {
+    /// Name of the pipeline: shown in logs and written into every Parquet file's metadata.
+    #[serde(default)]
+    pub name: String,
+    /// Dataflow worker threads. Default: one per core.
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+enum Component {
+    Source {
+        config: Box<dyn SourceConfig>,
+        watermark: WatermarkPolicy,
+    },
+    Operator(Arc<dyn DataflowOperator>),
+    Sink {
+        config: Box<dyn SinkConfig>,
+        input_schema: SchemaRef,
+    },
+}
+
+/// One node of a plan.
+pub struct PlannedNode {
+    /// Name from the query file.
+    pub name: String,
+    /// Source, operator or sink.
+    pub role: NodeRole,
+    /// The `type` value.
+    pub kind: String,
+    /// Indices (into [`Plan::nodes`]) of the nodes it reads from.
+    pub inputs: Vec<usize>,
+    /// Output schema (sources and operators) or input schema (sinks).
+    pub schema: SchemaRef,
+    component: Component,
+}
+
+/// A validated pipeline: nodes in topological order (sources, operators, sinks).
+pub struct Plan {
+    /// The `[pipeline]` settings.
+    pub settings: PipelineSettings,
+    /// The nodes.
+    pub nodes: Vec<PlannedNode>,
+    /// Problems that do not stop the pipeline from running.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Errors from [`Plan::into_graph`]: a source or sink could not be created.
+#[derive(Debug, thiserror::Error)]
+#[error("{role} '{node}': {source}")]
+pub struct BuildError {
+    /// "source" or "sink".
+    pub role: &'static str,
+    /// Node name.
+    pub node: String,
+    /// What went wrong.
+    #[source]
+    pub source: BoxError,
+}
+
+impl Plan {
+    /// Creates the running sources and sinks and returns the engine graph.
+    ///
+    /// # Errors
+    /// The first source or sink that cannot be created (missing input file, unwritable
+    /// output folder, …).
+    pub fn into_graph(self) -> Result<Graph, BuildError> {
+        let mut graph = Graph::new(self.settings.name.clone());
+        for node in self.nodes {
+            let kind = match node.component {
+                Component::Source { config, watermark } => NodeKind::Source {
+                    schema: node.schema,
+                    watermark,
+                    source: config.build().map_err(|source| BuildError {
+                        role: "source",
+                        node: node.name.clone(),
+                        source,
+                    })?,
+                },
+                Component::Operator(operator) => NodeKind::Operator(operator),
+                Component::Sink {
+                    config,
+                    input_schema,
+                } => NodeKind::Sink {
+                    sink: config.build(&input_schema).map_err(|source| BuildError {
+                        role: "sink",
+                        node: node.name.clone(),
+                        source,
+                    })?,
+                },
+            };
+            graph
+                .add(node.name.clone(), node.inputs, kind)
+                .map_err(|error| BuildError {
+                    role: "node",
+                    node: node.name,
+                    source: Box::new(error),
+                })?;
+        }
+        Ok(graph)
+    }
+}
+
+const SECTIONS: [(&str, NodeRole); 3] = [
+    ("sources", NodeRole::Source),
+    ("operators", NodeRole::Operator),
+    ("sinks", NodeRole::Sink),
+];
+
+fn role_word(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Source => "source",
+        NodeRole::Operator => "operator",
+        NodeRole::Sink => "sink",
+    }
+}
+
+fn section_of(role: NodeRole) -> &'static str {
+    match role {
+        NodeRole::Source => "sources",
+        NodeRole::Operator => "operators",
+        NodeRole::Sink => "sinks",
+    }
+}
+
+/// A node as declared, before its options are checked.
+struct Declared {
+    name: String,
+    role: NodeRole,
+    kind: String,
+    input_names: Vec<String>,
+    options: toml::Table,
+}
+
+/// Checks a query file and plans it.
+///
+/// # Errors
+/// Every error found (and the warnings), in file order.
+pub fn plan(source: &str) -> Result<Plan, Vec<Diagnostic>> {
+    let document = Document::parse(source)?;
+    let mut diagnostics = Vec::new();
+    let settings = check_top_level(&document, &mut diagnostics);
+    let declared = declare_nodes(&document, &mut diagnostics);
+    let planned = plan_nodes(&document, declared, &mut diagnostics);
+    diagnostics.sort_by_key(|d| (d.severity, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
+    if diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(diagnostics);
+    }
+    let nodes = planned.expect("no errors means every node planned");
+    Ok(Plan {
+        settings,
+        nodes,
+        warnings: diagnostics,
+    })
+}
+
+fn check_top_level(document: &Document<'_>, diagnostics: &mut Vec<Diagnostic>) -> PipelineSettings {
+    const TOP: [&str; 4] = ["pipeline", "sources", "operators", "sinks"];
+    for key in document.values.keys() {
+        if !TOP.contains(&key.as_str()) {
+            diagnostics.push(
+                Diagnostic::error(
+                    format!("unknown section '{key}'"),
+                    document.key_span_of(&[key]),
+                )
+                .with_hint(hint_for(key, TOP.iter().copied(), "sections are")),
+            );
+        }
+    }
+    let Some(value) = document.values.get("pipeline") else {
+        return PipelineSettings::default();
+    };
+    let Some(table) = value.as_table() else {
+        diagnostics.push(Diagnostic::error(
+            "'pipeline' must be a table",
+            document.span_of(&["pipeline"]),
+        ));
+        return PipelineSettings::default();
+    };
+    match edgeflow_engine::parse_options::<PipelineSettings>(table.clone()) {
+        Ok(settings) => {
+            if settings.workers == Some(0) {
+                diagnostics.push(Diagnostic::error(
+                    "workers must be at least 1",
+                    document.span_of(&["pipeline", "workers"]),
+                ));
+            }
+            settings
+        }
+        Err(error) => {
+            diagnostics.push(option_diagnostic(
+                document,
+                &["pipeline"],
+                "[pipeline]",
+                error,
+                &["name", "workers"],
+            ));
+            PipelineSettings::default()
+        }
+    }
+}
+
+fn hint_for<'a>(
+    wrong: &str,
+    candidates: impl IntoIterator<Item = &'a str> + Clone,
+    what: &str,
+) -> Option<String> {
+    match closest_name(wrong, candidates.clone()) {
+        Some(best) => Some(format!("did you mean '{best}'?")),
+        None => {
+            let all: Vec<&str> = candidates.into_iter().collect();
+            Some(format!("{what}: {}", all.join(", ")))
+        }
+    }
+}
+
+fn kind_names(role: NodeRole) -> Vec<&'static str> {
+    match role {
+        NodeRole::Source => edgeflow_connectors::sources()
+            .iter()
+            .map(|k| k.name)
+            .collect(),
+        NodeRole::Operator => edgeflow_operators::operators()
+            .iter()
+            .map(|k| k.name)
+            .collect(),
+        NodeRole::Sink => edgeflow_connectors::sinks()
+            .iter()
+            .map(|k| k.name)
+            .collect(),
+    }
+}
+
+fn declare_nodes(document: &Document<'_>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Declared> {
+    let mut declared: Vec<Declared> = Vec::new();
+    let mut seen: HashMap<String, NodeRole> = HashMap::new();
+    for (section, role) in SECTIONS {
+        let Some(value) = document.values.get(section) else {
+            continue;
+        };
+        let Some(nodes) = value.as_table() else {
+            diagnostics.push(Diagnostic::error(
+                format!(
+                    "'{section}' must be a table of named {}s, like [{section}.my_{}]",
+                    role_word(role),
+                    role_word(role)
+                ),
+                document.span_of(&[section]),
+            ));
+            continue;
+        };
+        for (name, node) in nodes {
+            let at = |key: &str| document.span_of(&[section, name, key]);
+            let header = document.header_span(section, name);
+            let what = format!("{} '{name}'", role_word(role));
+            if let Some(previous) = seen.get(name) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "{what}: the name '{name}' is already used by a {}",
+                            role_word(*previous)
+                        ),
+                        header.clone(),
+                    )
+                    .with_hint(Some(
+                        "node names must be unique across sources, operators and sinks".into(),
+                    )),
+                );
+                continue;
+            }
+            seen.insert(name.clone(), role);
+            let Some(table) = node.as_table() else {
+                diagnostics.push(Diagnostic::error(
+                    format!("{what} must be a table"),
+                    document.span_of(&[section, name]),
+                ));
+                continue;
+            };
+            let mut options = table.clone();
+            let kind = match options.remove("type") {
+                Some(toml::Value::String(kind)) => kind,
+                Some(other) => {
+                    diagnostics.push(Diagnostic::error(
+                        format!(
+                            "{what}: 'type' must be a string, found {}",
+                            other.type_str()
+                        ),
+                        at("type"),
+                    ));
+                    continue;
+                }
+                None => {
+                    diagnostics.push(
+                        Diagnostic::error(format!("{what} has no 'type'"), header).with_hint(Some(
+                            format!(
+                                "add type = \"...\"; {}s are: {}",
+                                role_word(role),
+                                kind_names(role).join(", ")
+                            ),
+                        )),
+                    );
+                    continue;
+                }
+            };
+            let input_names = match (role, options.remove("inputs")) {
+                (NodeRole::Source, None) => Vec::new(),
+                (NodeRole::Source, Some(_)) => {
+                    diagnostics.push(Diagnostic::error(
+                        format!("{what}: sources take no 'inputs'"),
+                        at("inputs"),
+                    ));
+                    Vec::new()
+                }
+                (_, None) => {
+                    diagnostics.push(
+                        Diagnostic::error(format!("{what} has no 'inputs'"), header).with_hint(
+                            Some("add inputs = [\"<name of a source or operator>\"]".into()),
+                        ),
+                    );
+                    continue;
+                }
+                (_, Some(toml::Value::Array(items))) => {
+                    let mut names = Vec::new();
+                    for (index, item) in items.iter().enumerate() {
+                        match item.as_str() {
+                            Some(input) => names.push(input.to_string()),
+                            None => diagnostics.push(Diagnostic::error(
+                                format!(
+                                    "{what}: each input must be a node name (a string), found {}",
+                                    item.type_str()
+                                ),
+                                document.span_of(&[section, name, "inputs", &index.to_string()]),
+                            )),
+                        }
+                    }
+                    if items.is_empty() {
+                        diagnostics.push(Diagnostic::error(
+                            format!("{what}: 'inputs' is empty"),
+                            at("inputs"),
+                        ));
+                    }
+                    names
+                }
+                (_, Some(toml::Value::String(single))) => {
+                    diagnostics.push(
+                        Diagnostic::error(format!("{what}: 'inputs' must be a list"), at("inputs"))
+                            .with_hint(Some(format!("write inputs = [\"{single}\"]"))),
+                    );
+                    continue;
+                }
+                (_, Some(other)) => {
+                    diagnostics.push(Diagnostic::error(
+                        format!(
+                            "{what}: 'inputs' must be a list of node names, found {}",
+                            other.type_str()
+                        ),
+                        at("inputs"),
+                    ));
+                    continue;
+                }
+            };
+            declared.push(Declared {
+                name: name.clone(),
+                role,
+                kind,
+                input_names,
+                options,
+            });
+        }
+    }
+    declared
+}
+
+/// Plans every declared node; `None` when any error stopped a node from planning.
+fn plan_nodes(
+    document: &Document<'_>,
+    declared: Vec<Declared>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<PlannedNode>> {
+    let index_of: HashMap<&str, usize> = declared
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (d.name.as_str(), i))
+        .collect();
+    let names: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    let kinds: Vec<String> = declared.iter().map(|d| d.kind.clone()).collect();
+    let mut ok = true;
+
+    // Resolve inputs to indices.
+    let mut inputs: Vec<Vec<usize>> = Vec::with_capacity(declared.len());
+    for node in &declared {
+        let section = section_of(node.role);
+        let mut resolved = Vec::new();
+        for (position, input) in node.input_names.iter().enumerate() {
+            let span = document.span_of(&[section, &node.name, "inputs", &position.to_string()]);
+            match index_of.get(input.as_str()) {
+                Some(&i) if declared[i].role == NodeRole::Sink => {
+                    diagnostics.push(Diagnostic::error(
+                        format!(
+                            "{} '{}' reads from '{input}', which is a sink (sinks have no output)",
+                            role_word(node.role),
+                            node.name
+                        ),
+                        span,
+                    ));
+                    ok = false;
+                }
+                Some(&i) if i == index_of[node.name.as_str()] => {
+                    diagnostics.push(Diagnostic::error(
+                        format!("{} '{}' reads from itself", role_word(node.role), node.name),
+                        span,
+                    ));
+                    ok = false;
+                }
+                Some(&i) => resolved.push(i),
+                None => {
+                    let candidates = names.iter().copied().filter(|n| *n != node.name);
+                    diagnostics.push(
+                        Diagnostic::error(
+                            format!(
+                                "{} '{}' reads from '{input}', which is not defined",
+                                role_word(node.role),
+                                node.name
+                            ),
+                            span,
+                        )
+                        .with_hint(hint_for(
+                            input,
+                            candidates,
+                            "defined nodes are",
+                        )),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        inputs.push(resolved);
+    }
+
+    // Topological order (Kahn), keeping file order among ready nodes; sinks last.
+    let mut remaining_inputs: Vec<usize> = inputs.iter().map(Vec::len).collect();
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); declared.len()];
+    for (node, ins) in inputs.iter().enumerate() {
+        for &input in ins {
+            readers[input].push(node);
+        }
+    }
+    let mut order = Vec::with_capacity(declared.len());
+    let mut ready: std::collections::BTreeSet<(u8, usize)> = (0..declared.len())
+        .filter(|&i| {
+            remaining_inputs[i] == 0
+                && (declared[i].role == NodeRole::Source || declared[i].input_names.is_empty())
+        })
+        .map(|i| (rank(declared[i].role), i))
+        .collect();
+    while let Some((_, node)) = ready.pop_first() {
+        order.push(node);
+        for &reader in &readers[node] {
+            remaining_inputs[reader] -= 1;
+            if remaining_inputs[reader] == 0 {
+                ready.insert((rank(declared[reader].role), reader));
+            }
+        }
+    }
+    if order.len() < declared.len() {
+        let stuck: Vec<usize> = (0..declared.len()).filter(|i| !order.contains(i)).collect();
+        for &node in &stuck {
+            if remaining_inputs[node] == 0 || inputs[node].len() < declared[node].input_names.len()
+            {
+                continue; // blocked by an input error already reported
+            }
+            let cycle = describe_cycle(node, &inputs, &stuck, &declared);
+            if let Some(cycle) = cycle {
+                let section = section_of(declared[node].role);
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "{} '{}' is part of a cycle: {cycle}",
+                            role_word(declared[node].role),
+                            declared[node].name
+                        ),
+                        document.span_of(&[section, &declared[node].name, "inputs"]),
+                    )
+                    .with_hint(Some(
+                        "a pipeline must flow one way, from sources to sinks".into(),
+                    )),
+                );
+            }
+        }
+        ok = false;
+    }
+    if !declared.iter().any(|d| d.role == NodeRole::Sink) {
+        diagnostics.push(
+            Diagnostic::error(
+                "the pipeline has no sinks, so its results would go nowhere",
+                None,
+            )
+            .with_hint(Some(
+                "add a [sinks.<name>] table, for example type = \"parquet\" or \"stdout\"".into(),
+            )),
+        );
+        ok = false;
+    }
+    if !declared.iter().any(|d| d.role == NodeRole::Source) {
+        diagnostics.push(
+            Diagnostic::error("the pipeline has no sources", None).with_hint(Some(
+                "add a [sources.<name>] table, for example type = \"simulator\"".into(),
+            )),
+        );
+        ok = false;
+    }
+
+    // Parse options and compute schemas in topological order.
+    let mut schemas: Vec<Option<SchemaRef>> = vec![None; declared.len()];
+    let mut components: Vec<Option<Component>> = (0..declared.len()).map(|_| None).collect();
+    for &node in &order {
+        let decl = &declared[node];
+        let section = section_of(decl.role);
+        let base = [section, decl.name.as_str()];
+        let what = format!("{} '{}'", role_word(decl.role), decl.name);
+        let input_schemas: Option<Vec<SchemaRef>> =
+            inputs[node].iter().map(|&i| schemas[i].clone()).collect();
+        let result = plan_one(decl, input_schemas);
+        match result {
+            Ok(Some((schema, component))) => {
+                schemas[node] = Some(schema);
+                components[node] = Some(component);
+            }
+            Ok(None) => ok = false, // an input failed; its error is already reported
+            Err(PlanFailure::UnknownKind) => {
+                let known = kind_names(decl.role);
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!(
+                            "{what}: unknown {} type '{}'",
+                            role_word(decl.role),
+                            decl.kind
+                        ),
+                        document.span_of(&[section, &decl.name, "type"]),
+                    )
+                    .with_hint(hint_for(
+                        &decl.kind,
+                        known.iter().copied(),
+                        &format!("{} types are", role_word(decl.role)),
+                    )),
+                );
+                ok = false;
+            }
+            Err(PlanFailure::Options(errors, known_options)) => {
+                let known: Vec<&str> = known_options.iter().map(String::as_str).collect();
+                for error in errors {
+                    diagnostics.push(option_diagnostic(document, &base, &what, error, &known));
+                }
+                ok = false;
+            }
+        }
+    }
+
+    // Nodes whose output never reaches a sink.
+    let mut feeds_sink = vec![false; schemas.len()];
+    for &node in order.iter().rev() {
+        if components[node]
+            .as_ref()
+            .is_some_and(|c| matches!(c, Component::Sink { .. }))
+            || feeds_sink[node]
+        {
+            feeds_sink[node] = true;
+            for &input in &inputs[node] {
+                feeds_sink[input] = true;
+            }
+        }
+    }
+    for &node in &order {
+        if !feeds_sink[node] && components[node].is_some() {
+            if let Some(decl_name) = names.get(node) {
+                let section = match &components[node] {
+                    Some(Component::Source { .. }) => "sources",
+                    _ => "operators",
+                };
+                diagnostics.push(Diagnostic::warning(
+                    format!("the output of '{decl_name}' is not used by any sink"),
+                    document.header_span(section, decl_name),
+                ));
+            }
+        }
+    }
+
+    if !ok {
+        return None;
+    }
+    let mut planned = Vec::with_capacity(order.len());
+    let mut new_index = vec![usize::MAX; components.len()];
+    for &node in &order {
+        let component = components[node].take()?;
+        let role = match component {
+            Component::Source { .. } => NodeRole::Source,
+            Component::Operator(_) => NodeRole::Operator,
+            Component::Sink { .. } => NodeRole::Sink,
+        };
+        new_index[node] = planned.len();
+        planned.push(PlannedNode {
+            name: names[node].to_string(),
+            role,
+            kind: kinds[node].clone(),
+            inputs: inputs[node].iter().map(|&i| new_index[i]).collect(),
+            schema: schemas[node].clone().expect("planned nodes have schemas"),
+            component,
+        });
+    }
+    Some(planned)
+}
+
+fn rank(role: NodeRole) -> u8 {
+    match role {
+        NodeRole::Source => 0,
+        NodeRole::Operator => 1,
+        NodeRole::Sink => 2,
+    }
+}
+
+fn describe_cycle(
+    start: usize,
+    inputs: &[Vec<usize>],
+    stuck: &[usize],
+    declared: &[Declared],
+) -> Option<String> {
+    // Walk inputs among stuck nodes until a node repeats.
+    let mut path = vec![start];
+    let mut current = start;
+    for _ in 0..=stuck.len() {
+        let next = *inputs[current].iter().find(|i| stuck.contains(i))?;
+        if let Some(position) = path.iter().position(|&p| p == next) {
+            let cycle: Vec<&str> = path[position..]
+                .iter()
+                .rev()
+                .chain(std::iter::once(&next))
+                .map(|&i| declared[i].name.as_str())
+                .collect();
+            return if path[position..].contains(&start) {
+                Some(cycle.join(" → "))
+            } else {
+                None
+            };
+        }
+        path.push(next);
+        current = next;
+    }
+    None
+}
+
+enum PlanFailure {
+    UnknownKind,
+    Options(Vec<OptionError>, Vec<String>),
+}
+
+fn plan_one(
+    decl: &Declared,
+    input_schemas: Option<Vec<SchemaRef>>,
+) -> Result<Option<(SchemaRef, Component)>, PlanFailure> {
+    match decl.role {
+        NodeRole::Source => {
+            let kind = edgeflow_connectors::sources()
+                .iter()
+                .find(|k| k.name == decl.kind)
+                .ok_or(PlanFailure::UnknownKind)?;
+            let config = (kind.parse)(decl.options.clone())
+                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
+            let schema = config
+                .schema()
+                .map_err(|e| PlanFailure::Options(e, Vec::new()))?;
+            let watermark = config.watermark();
+            Ok(Some((schema, Component::Source { config, watermark })))
+        }
+        NodeRole::Operator => {
+            let kind = edgeflow_operators::operators()
+                .iter()
+                .find(|k| k.name == decl.kind)
+                .ok_or(PlanFailure::UnknownKind)?;
+            let config = (kind.parse)(decl.options.clone())
+                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
+            let Some(input_schemas) = input_schemas else {
+                return Ok(None);
+            };
+            let operator = config
+                .plan(&input_schemas)
+                .map_err(|e| PlanFailure::Options(e, Vec::new()))?;
+            Ok(Some((
+                operator.output_schema(),
+                Component::Operator(operator),
+            )))
+        }
+        NodeRole::Sink => {
+            let kind = edgeflow_connectors::sinks()
+                .iter()
+                .find(|k| k.name == decl.kind)
+                .ok_or(PlanFailure::UnknownKind)?;
+            let config = (kind.parse)(decl.options.clone())
+                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
+            let Some(input_schemas) = input_schemas else {
+                return Ok(None);
+            };
+            let first = input_schemas[0].clone();
+            let mut errors = Vec::new();
+            for (position, schema) in input_schemas.iter().enumerate().skip(1) {
+                if schema.fields() != first.fields() {
+                    errors.push(OptionError::at(
+                        &format!("inputs.{position}"),
+                        format!("input '{}' has a different schema from input '{}'; a sink's inputs must all have the same columns", decl.input_names[position], decl.input_names[0]),
+                    ));
+                }
+            }
+            errors.extend(config.check(&first));
+            if !errors.is_empty() {
+                return Err(PlanFailure::Options(errors, Vec::new()));
+            }
+            Ok(Some((
+                first.clone(),
+                Component::Sink {
+                    config,
+                    input_schema: first,
+                },
+            )))
+        }
+    }
+}
+
+/// Turns an option error into a diagnostic pointing at the option, with serde's
+/// "unknown field" and "missing field" messages rewritten in our words.
+fn option_diagnostic(
+    document: &Document<'_>,
+    base: &[&str],
+    what: &str,
+    error: OptionError,
+    known: &[&str],
+) -> Diagnostic {
+    let mut path: Vec<&str> = base.to_vec();
+    path.extend(error.path.iter().map(String::as_str));
+    if let Some((wrong, expected)) = parse_unknown_field(&error.message) {
+        let mut key_path = path.clone();
+        key_path.push(&wrong);
+        let candidates: Vec<&str> = if expected.is_empty() {
+            known.to_vec()
+        } else {
+            expected.iter().map(String::as_str).collect()
+        };
+        let where_ = if error.path.is_empty() {
+            String::new()
+        } else {
+            format!(" in '{}'", error.path.join("."))
+        };
+        return Diagnostic::error(
+            format!("{what}: unknown option '{wrong}'{where_}"),
+            document.key_span_of(&key_path),
+        )
+        .with_hint(hint_for(&wrong, candidates.iter().copied(), "options are"));
+    }
+    if let Some(missing) = between(&error.message, "missing field `", "`") {
+        let span = if error.path.is_empty() {
+            document.header_span(base[0], base.get(1).copied().unwrap_or_default())
+        } else {
+            document.span_of(&path)
+        };
+        return Diagnostic::error(format!("{what}: missing required option '{missing}'"), span)
+            .with_hint(error.hint);
+    }
+    let location = if error.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", error.path.join("."))
+    };
+    let message = error.message.replace('`', "'");
+    let span = if error.path.is_empty() {
+        document
+            .header_span(base[0], base.get(1).copied().unwrap_or_default())
+            .or_else(|| document.span_of(base))
+    } else {
+        document.span_of(&path)
+    };
+    Diagnostic::error(format!("{what}: {location}{message}"), span).with_hint(error.hint)
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let from = text.find(start)? + start.len();
+    let to = text[from..].find(end)? + from;
+    Some(&text[from..to])
+}
+
+/// Recognises serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
+fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
+    let wrong = between(message, "unknown field `", "`")?.to_string();
+    let rest = &message[message.find("expected").unwrap_or(message.len())..];
+    let expected: Vec<String> = rest
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    Some((wrong, expected))
+}
+
+/// Counts of nodes by role, for summaries.
+pub fn count_by_role(plan: &Plan) -> BTreeMap<&'static str, usize> {
+    let mut counts = BTreeMap::new();
+    for node in &plan.nodes {
+        *counts.entry(role_word(node.role)).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_messages_are_recognised() {
+        let (wrong, expected) =
+            parse_unknown_field("unknown field `devcies`, expected one of `devices`, `rate`")
+                .unwrap();
+        assert_eq!(wrong, "devcies");
+        assert_eq!(expected, ["devices", "rate"]);
+        let (wrong, expected) = parse_unknown_field("unknown field `x`, expected `name`").unwrap();
+        assert_eq!(
+            (wrong.as_str(), expected.as_slice()),
+            ("x", ["name".to_string()].as_slice())
+        );
+        assert!(parse_unknown_field("invalid type").is_none());
+    }
+}

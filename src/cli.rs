@@ -1,0 +1,173 @@
+//! Command-line arguments and the three commands.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use edgeflow_engine::{PipelineMetrics, RunOptions};
+use edgeflow_queries::{Plan, render};
+
+const EXAMPLES: &str = "\
+Examples:
+  edgeflow run examples/quickstart.toml          run a pipeline until its input ends or Ctrl-C
+  edgeflow validate pipeline.toml                check a query file; exit 0 when it is valid
+  edgeflow explain pipeline.toml                 show the graph with each node's schema
+  RUST_LOG=debug edgeflow run pipeline.toml      more detailed logs";
+
+/// Stream processing for IoT edge gateways: sensor streams in, windowed results out as
+/// Parquet and Arrow.
+#[derive(Debug, Parser)]
+#[command(name = "edgeflow", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline until its sources end or it receives Ctrl-C / SIGTERM.
+    Run {
+        /// The query file.
+        file: PathBuf,
+        /// Dataflow worker threads (default: `[pipeline] workers`, else one per core).
+        #[arg(long, short = 'w')]
+        workers: Option<usize>,
+        /// Never show the live status line (it is shown only on a terminal anyway).
+        #[arg(long)]
+        no_status: bool,
+    },
+    /// Check a query file without running it; print every problem found.
+    Validate {
+        /// The query file.
+        file: PathBuf,
+    },
+    /// Show the planned graph with each node's output schema.
+    Explain {
+        /// The query file.
+        file: PathBuf,
+    },
+}
+
+/// Sets up `tracing` from `RUST_LOG` (default: edgeflow at info, everything else at warn).
+pub fn init_logging(_cli: &Cli) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,edgeflow=info,edgeflow_engine=info,edgeflow_connectors=info,edgeflow_operators=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Runs the chosen command.
+///
+/// # Errors
+/// Failures while starting or running a pipeline (exit code 1).
+pub fn execute(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Validate { file } => {
+            let (plan, text) = match load(&file)? {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            print_warnings(&plan, &file, &text);
+            let counts = edgeflow_queries::plan::count_by_role(&plan);
+            let summary: Vec<String> = counts
+                .iter()
+                .map(|(role, n)| format!("{n} {role}{}", if *n == 1 { "" } else { "s" }))
+                .collect();
+            println!("{}: valid ({})", file.display(), summary.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Explain { file } => {
+            let (plan, text) = match load(&file)? {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            print_warnings(&plan, &file, &text);
+            print!("{}", edgeflow_queries::explain(&plan));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            file,
+            workers,
+            no_status,
+        } => {
+            let (plan, text) = match load(&file)? {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            print_warnings(&plan, &file, &text);
+            run(plan, &file, workers, no_status)
+        }
+    }
+}
+
+/// Reads and plans a query file; `Err(code)` after printing diagnostics.
+fn load(file: &Path) -> Result<std::result::Result<(Plan, String), ExitCode>> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read query file '{}'", file.display()))?;
+    match edgeflow_queries::plan(&text) {
+        Ok(plan) => Ok(Ok((plan, text))),
+        Err(diagnostics) => {
+            let color = std::io::stderr().is_terminal();
+            eprint!(
+                "{}",
+                render(&diagnostics, &file.display().to_string(), &text, color)
+            );
+            let errors = diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!(
+                "error: {} is invalid: {errors} error{}",
+                file.display(),
+                if errors == 1 { "" } else { "s" }
+            );
+            Ok(Err(ExitCode::from(2)))
+        }
+    }
+}
+
+fn print_warnings(plan: &Plan, file: &Path, text: &str) {
+    if !plan.warnings.is_empty() {
+        let color = std::io::stderr().is_terminal();
+        eprint!(
+            "{}",
+            render(&plan.warnings, &file.display().to_string(), text, color)
+        );
+    }
+}
+
+fn run(plan: Plan, file: &Path, workers: Option<usize>, no_status: bool) -> Result<ExitCode> {
+    let mut options = RunOptions {
+        handle_signals: true,
+        ..RunOptions::default()
+    };
+    if let Some(workers) = workers.or(plan.settings.workers) {
+        anyhow::ensure!(workers > 0, "--workers must be at least 1");
+        options.workers = workers;
+    }
+    let name = if plan.settings.name.is_empty() {
+        file.file_stem().map_or_else(
+            || "pipeline".to_string(),
+            |s| s.to_string_lossy().into_owned(),
+        )
+    } else {
+        plan.settings.name.clone()
+    };
+    let mut plan = plan;
+    plan.settings.name = name.clone();
+    let graph = plan
+        .into_graph()
+        .with_context(|| format!("cannot start pipeline '{name}' from '{}'", file.display()))?;
+    let metrics = PipelineMetrics::new();
+    tracing::info!(pipeline = %name, workers = options.workers, "Pipeline starting");
+    let status = crate::status::StatusLine::start(metrics.clone(), !no_status);
+    let result = edgeflow_engine::run(graph, options, metrics);
+    status.finish();
+    let report = result.with_context(|| format!("pipeline '{name}' failed"))?;
+    eprint!("{}", crate::status::summary(&report));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,191 @@
+//! The live one-line status of `edgeflow run`, and the summary printed at the end.
+//!
+//! On a terminal, a spinner line redraws four times a second with rows in and out, rows
+//! dropped (by any rule), the slowest source watermark and files written. Elsewhere (under
+//! systemd, in CI) the same figures are logged every 30 seconds instead, so logs stay small.
+
+use std::fmt::Write;
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use edgeflow_engine::time::format_event_time;
+use edgeflow_engine::{NodeRole, NodeSnapshot, PipelineMetrics, RunReport};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A background thread that shows progress until [`StatusLine::finish`].
+pub struct StatusLine {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StatusLine {
+    /// Starts showing status (a live line on a terminal when `live`, periodic logs otherwise).
+    pub fn start(metrics: Arc<PipelineMetrics>, live: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let live = live && std::io::stderr().is_terminal();
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("edgeflow-status".into())
+            .spawn(move || show(metrics, live, flag))
+            .ok();
+        Self { stop, thread }
+    }
+
+    /// Stops and clears the status line.
+    pub fn finish(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn show(metrics: Arc<PipelineMetrics>, live: bool, stop: Arc<AtomicBool>) {
+    let started = Instant::now();
+    let bar = live.then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {elapsed:>4} │ {msg}").expect("valid template"),
+        );
+        bar
+    });
+    let mut last_log = Instant::now();
+    let mut previous_in = 0u64;
+    let mut previous_at = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(250));
+        let nodes = metrics.snapshot();
+        let now = Instant::now();
+        let rows_in = total(&nodes, NodeRole::Source, |n| n.rows_out);
+        let rate = (rows_in - previous_in.min(rows_in)) as f64
+            / now.duration_since(previous_at).as_secs_f64().max(1e-3);
+        previous_in = rows_in;
+        previous_at = now;
+        let line = status_text(&nodes, rate);
+        match &bar {
+            Some(bar) => {
+                bar.set_message(line);
+                bar.tick();
+            }
+            None => {
+                if last_log.elapsed() >= Duration::from_secs(30) {
+                    last_log = Instant::now();
+                    tracing::info!(elapsed_s = started.elapsed().as_secs(), "Progress: {line}");
+                }
+            }
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn total(nodes: &[NodeSnapshot], role: NodeRole, field: impl Fn(&NodeSnapshot) -> u64) -> u64 {
+    nodes.iter().filter(|n| n.role == role).map(field).sum()
+}
+
+fn status_text(nodes: &[NodeSnapshot], rate: f64) -> String {
+    let rows_in = total(nodes, NodeRole::Source, |n| n.rows_out);
+    let rows_out = total(nodes, NodeRole::Sink, |n| n.rows_in);
+    let dropped: u64 = nodes.iter().map(NodeSnapshot::dropped_total).sum();
+    let files = total(nodes, NodeRole::Sink, |n| n.files_written);
+    let watermark = nodes
+        .iter()
+        .filter(|n| n.role == NodeRole::Source && n.watermark > 0)
+        .map(|n| n.watermark)
+        .min();
+    let mut line = format!(
+        "in {} ({}/s) │ out {} │ dropped {}",
+        count(rows_in),
+        count(rate as u64),
+        count(rows_out),
+        count(dropped)
+    );
+    if let Some(watermark) = watermark {
+        let _ = write!(line, " │ watermark {}", format_event_time(watermark));
+    }
+    let _ = write!(line, " │ files {files}");
+    line
+}
+
+/// Formats a count with thousands separators (12,345,678).
+fn count(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The end-of-run summary: one line per node, with drops by reason.
+pub fn summary(report: &RunReport) -> String {
+    let mut out = String::new();
+    let elapsed = report.elapsed.as_secs_f64();
+    let rows_in = total(&report.nodes, NodeRole::Source, |n| n.rows_out);
+    let how = if report.interrupted {
+        "stopped on request"
+    } else {
+        "finished"
+    };
+    let _ = writeln!(
+        out,
+        "Pipeline {how} in {elapsed:.1}s: {} rows read ({}/s)",
+        count(rows_in),
+        count((rows_in as f64 / elapsed.max(1e-3)) as u64)
+    );
+    for node in &report.nodes {
+        let role = match node.role {
+            NodeRole::Source => "source",
+            NodeRole::Operator => "operator",
+            NodeRole::Sink => "sink",
+        };
+        let _ = write!(out, "  {role:<8} {:<16}", node.name);
+        match node.role {
+            NodeRole::Source => {
+                let _ = write!(out, " out {:>12}", count(node.rows_out));
+            }
+            NodeRole::Operator => {
+                let _ = write!(
+                    out,
+                    " in {:>12}  out {:>12}",
+                    count(node.rows_in),
+                    count(node.rows_out)
+                );
+            }
+            NodeRole::Sink => {
+                let _ = write!(
+                    out,
+                    " in {:>12}  files {} ({} bytes)",
+                    count(node.rows_in),
+                    node.files_written,
+                    count(node.bytes_written)
+                );
+            }
+        }
+        for (reason, rows) in &node.dropped {
+            let _ = write!(out, "  {reason}: {}", count(*rows));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_have_thousands_separators() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1,000");
+        assert_eq!(count(12_345_678), "12,345,678");
+    }
+}
