@@ -1,0 +1,187 @@
+//! The command line: help, version, validate, explain, and start-up errors.
+
+use crate::util::{edgeflow, repo, run, write_query};
+
+#[test]
+fn version_and_help() {
+    let (output, stdout, _) = run(edgeflow().arg("--version"));
+    assert!(output.status.success());
+    assert_contains!(stdout, env!("CARGO_PKG_VERSION"));
+
+    let (output, stdout, _) = run(edgeflow().arg("--help"));
+    assert!(output.status.success());
+    for word in ["run", "validate", "explain", "Examples:", "edgeflow run examples/quickstart.toml"] {
+        assert_contains!(stdout, word);
+    }
+}
+
+#[test]
+fn every_example_validates() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let (output, stdout, stderr) = run(edgeflow().arg("validate").arg(&path));
+            assert!(output.status.success(), "{}:\n{stdout}{stderr}", path.display());
+            assert_contains!(stdout, "valid");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn explain_shows_every_node_with_its_schema() {
+    let (output, stdout, stderr) = run(edgeflow().arg("explain").arg(repo().join("examples/quickstart.toml")));
+    assert!(output.status.success(), "{stderr}");
+    assert_contains!(stdout, "source sensors [simulator]");
+    assert_contains!(stdout, "ts: timestamp_ms not null  (event time)");
+    assert_contains!(stdout, "operator per_10s [window] <- clean");
+    assert_contains!(stdout, "window_start: timestamp_ms");
+    assert_contains!(stdout, "n: int64");
+    assert_contains!(stdout, "sink local [parquet] <- per_10s");
+}
+
+const BROKEN: &str = r#"[pipeline]
+name = "broken"
+
+[sourcez.x]
+type = "simulator"
+
+[sources.sensors]
+type = "simulator"
+devcies = 5
+schema = { device_id = "string", ts = "timestamp_ms", temperature = "float64" }
+event_time = "ts"
+
+[operators.clean]
+type = "clean"
+inputs = ["sensor"]
+drop_null = ["temperature"]
+
+[operators.agg]
+type = "windw"
+inputs = ["clean"]
+
+[sinks.out]
+type = "stdout"
+inputs = ["agg"]
+"#;
+
+#[test]
+fn a_broken_query_file_gets_every_error_at_once_with_positions_and_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_query(dir.path(), "broken.toml", BROKEN);
+    let (output, _, stderr) = run(edgeflow().arg("validate").arg(&path));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let file = path.display().to_string();
+    // Unknown section, with the closest name.
+    assert_contains!(stderr, "unknown section 'sourcez'");
+    assert_contains!(stderr, &format!("{file}:4:2"));
+    assert_contains!(stderr, "did you mean 'sources'?");
+    // Misspelt option.
+    assert_contains!(stderr, "unknown option 'devcies'");
+    assert_contains!(stderr, &format!("{file}:9:1"));
+    assert_contains!(stderr, "did you mean 'devices'?");
+    // Unknown input.
+    assert_contains!(stderr, "reads from 'sensor', which is not defined");
+    assert_contains!(stderr, "did you mean 'sensors'?");
+    // Unknown operator type.
+    assert_contains!(stderr, "unknown operator type 'windw'");
+    assert_contains!(stderr, "did you mean 'window'?");
+    assert_contains!(stderr, "4 errors");
+}
+
+#[test]
+fn type_errors_and_cycles_are_reported_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[sources.s]
+type = "simulator"
+devices = 2
+schema = { device_id = "string", ts = "timestamp_ms", temperature = "float64" }
+event_time = "ts"
+
+[operators.a]
+type = "clean"
+inputs = ["s", "b"]
+
+[operators.b]
+type = "clean"
+inputs = ["a"]
+
+[operators.w]
+type = "window"
+inputs = ["s"]
+kind = "tumbling"
+size = "10s"
+group_by = ["devce_id"]
+aggregates = { m = "mean(device_id)", x = "max(temprature)" }
+
+[sinks.out]
+type = "stdout"
+inputs = ["w", "b"]
+"#;
+    let path = write_query(dir.path(), "cycle.toml", text);
+    let (output, _, stderr) = run(edgeflow().arg("validate").arg(&path));
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_contains!(stderr, "is part of a cycle");
+    assert_contains!(stderr, "did you mean 'device_id'?");
+    assert_contains!(stderr, "did you mean 'temperature'?");
+    assert_contains!(stderr, "device_id");
+}
+
+#[test]
+fn a_missing_input_file_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"
+[sources.f]
+type = "file"
+path = "does/not/exist.csv"
+schema = { device_id = "string", ts = "timestamp_ms", v = "float64" }
+event_time = "ts"
+
+[sinks.out]
+type = "stdout"
+inputs = ["f"]
+"#;
+    let path = write_query(dir.path(), "missing.toml", text);
+    let (output, _, stderr) = run(edgeflow().arg("run").arg(&path).current_dir(dir.path()));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_contains!(stderr, "does/not/exist.csv");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn an_unwritable_output_folder_is_a_one_line_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A regular file where the output folder should be: no user, root included, can
+    // create a folder inside it.
+    std::fs::write(dir.path().join("blocker"), "not a folder").unwrap();
+    let text = r#"
+[sources.s]
+type = "simulator"
+devices = 1
+count = 10
+speed = "max"
+schema = { device_id = "string", ts = "timestamp_ms", v = "float64" }
+event_time = "ts"
+
+[sinks.out]
+type = "parquet"
+inputs = ["s"]
+path = "blocker/out"
+"#;
+    let path = write_query(dir.path(), "unwritable.toml", text);
+    let (output, _, stderr) = run(edgeflow().arg("run").arg(&path).current_dir(dir.path()));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_contains!(stderr, "blocker/out");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_missing_query_file_is_a_clear_error() {
+    let (output, _, stderr) = run(edgeflow().arg("run").arg("no/such/query.toml"));
+    assert_eq!(output.status.code(), Some(1));
+    assert_contains!(stderr, "cannot read query file 'no/such/query.toml'");
+}

@@ -1,0 +1,17 @@
+//! Integration tests of the `edgeflow` binary.
+//!
+//! * `cli`: arguments, exit codes, `validate` and `explain` on every example and on broken
+//!   query files, clear one-line errors for missing inputs and unwritable outputs.
+//! * `quickstart`: runs `examples/quickstart.toml` end to end and checks its Parquet output
+//!   with pyarrow and DuckDB against an independent recomputation of the windows.
+//! * `bad_input`: malformed CSV and JSON lines are counted and skipped; the valid rows
+//!   around them reach the output.
+//!
+//! Python checks use `$EDGEFLOW_PYTHON`, else `.venv/bin/python` (made by `scripts/test`).
+
+#[macro_use]
+mod util;
+
+mod bad_input;
+mod cli;
+mod quickstart;
