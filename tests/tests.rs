@@ -15,3 +15,4 @@ mod util;
 mod bad_input;
 mod cli;
 mod quickstart;
+mod shutdown;
