@@ -44,9 +44,9 @@ inputs = ["f"]
         let summary_line = stderr.lines().find(|l| l.contains("source") && l.contains(" f ")).unwrap_or_default();
         let skipped: u64 = summary_line
             .split("  ")
-            .filter_map(|part| part.split_once(": ").and_then(|(_, n)| n.trim().replace(',', "").parse().ok()))
+            .filter_map(|part| part.split_once(": ").and_then(|(_, n)| n.trim().replace(',', "").parse::<u64>().ok()))
             .sum();
         assert_eq!(skipped, bad, "{file}: {stderr}");
-        assert!(stderr.contains("line 3"), "{file}: the warning names the line:\n{stderr}");
+        assert!(stderr.contains("line=3"), "{file}: the warning names the line:\n{stderr}");
     }
 }

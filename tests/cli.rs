@@ -35,7 +35,7 @@ fn explain_shows_every_node_with_its_schema() {
     let (output, stdout, stderr) = run(edgeflow().arg("explain").arg(repo().join("examples/quickstart.toml")));
     assert!(output.status.success(), "{stderr}");
     assert_contains!(stdout, "source sensors [simulator]");
-    assert_contains!(stdout, "ts: timestamp_ms not null  (event time)");
+    assert_contains!(stdout, "ts: timestamp_ms  (event time)");
     assert_contains!(stdout, "operator per_10s [window] <- clean");
     assert_contains!(stdout, "window_start: timestamp_ms");
     assert_contains!(stdout, "n: int64");

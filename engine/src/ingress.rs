@@ -93,7 +93,7 @@ impl ShutdownTrigger {
 /// Where a source's batches go: the channel plus the worker to wake.
 #[derive(Clone)]
 pub(crate) struct IngressSender {
-    sender: mpsc::Sender<IngressBatch>,
+    sender: Option<mpsc::Sender<IngressBatch>>,
     activator: Arc<OnceLock<SyncActivator>>,
 }
 
@@ -109,7 +109,7 @@ pub(crate) fn ingress_channel(capacity: usize) -> (IngressSender, Arc<IngressSlo
     let activator = Arc::new(OnceLock::new());
     (
         IngressSender {
-            sender,
+            sender: Some(sender),
             activator: activator.clone(),
         },
         Arc::new(IngressSlot {
@@ -206,7 +206,8 @@ impl SourceContext {
         let Some(batch) = self.prepare(rows) else {
             return Ok(());
         };
-        self.sender.sender.send(batch).await.map_err(|_| Stopped)?;
+        let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
+        channel.send(batch).await.map_err(|_| Stopped)?;
         self.wake_worker();
         Ok(())
     }
@@ -219,10 +220,8 @@ impl SourceContext {
         let Some(batch) = self.prepare(rows) else {
             return Ok(());
         };
-        self.sender
-            .sender
-            .blocking_send(batch)
-            .map_err(|_| Stopped)?;
+        let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
+        channel.blocking_send(batch).map_err(|_| Stopped)?;
         self.wake_worker();
         Ok(())
     }
@@ -258,6 +257,15 @@ impl SourceContext {
             // An error means the worker is gone; the next send then fails with `Stopped`.
             let _ = activator.activate();
         }
+    }
+}
+
+impl Drop for SourceContext {
+    fn drop(&mut self) {
+        // Close the channel first, then wake the worker: it must see the channel closed (not
+        // merely empty) when it runs, or it would park until its next timer.
+        drop(self.sender.sender.take());
+        self.wake_worker();
     }
 }
 

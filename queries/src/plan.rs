@@ -471,7 +471,6 @@ fn plan_nodes(
     let mut ready: std::collections::BTreeSet<(u8, usize)> = (0..declared.len())
         .filter(|&i| {
             remaining_inputs[i] == 0
-                && (declared[i].role == NodeRole::Source || declared[i].input_names.is_empty())
         })
         .map(|i| (rank(declared[i].role), i))
         .collect();
@@ -540,8 +539,13 @@ fn plan_nodes(
         let section = section_of(decl.role);
         let base = [section, decl.name.as_str()];
         let what = format!("{} '{}'", role_word(decl.role), decl.name);
+        // A node whose inputs did not all resolve still has its own options checked.
         let input_schemas: Option<Vec<SchemaRef>> =
-            inputs[node].iter().map(|&i| schemas[i].clone()).collect();
+            if inputs[node].len() == decl.input_names.len() {
+                inputs[node].iter().map(|&i| schemas[i].clone()).collect()
+            } else {
+                None
+            };
         let result = plan_one(decl, input_schemas);
         match result {
             Ok(Some((schema, component))) => {
@@ -578,7 +582,8 @@ fn plan_nodes(
         }
     }
 
-    // Nodes whose output never reaches a sink.
+    // Nodes whose output never reaches a sink (only worth saying about a pipeline that
+    // otherwise plans).
     let mut feeds_sink = vec![false; schemas.len()];
     for &node in order.iter().rev() {
         if components[node]
@@ -592,7 +597,7 @@ fn plan_nodes(
             }
         }
     }
-    for &node in &order {
+    for &node in order.iter().filter(|_| ok) {
         if !feeds_sink[node] && components[node].is_some() {
             if let Some(decl_name) = names.get(node) {
                 let section = match &components[node] {
@@ -652,12 +657,10 @@ fn describe_cycle(
     for _ in 0..=stuck.len() {
         let next = *inputs[current].iter().find(|i| stuck.contains(i))?;
         if let Some(position) = path.iter().position(|&p| p == next) {
-            let cycle: Vec<&str> = path[position..]
-                .iter()
-                .rev()
-                .chain(std::iter::once(&next))
-                .map(|&i| declared[i].name.as_str())
-                .collect();
+            // `path` follows inputs backwards; data flows the other way round.
+            let mut cycle: Vec<&str> =
+                path[position..].iter().rev().map(|&i| declared[i].name.as_str()).collect();
+            cycle.push(cycle[0]);
             return if path[position..].contains(&start) {
                 Some(cycle.join(" → "))
             } else {
@@ -755,6 +758,13 @@ fn option_diagnostic(
     error: OptionError,
     known: &[&str],
 ) -> Diagnostic {
+    let mut error = error;
+    if let Some((wrong, _)) = parse_unknown_field(&error.message) {
+        // serde_path_to_error ends the path with the unknown key itself.
+        if error.path.last() == Some(&wrong) {
+            error.path.pop();
+        }
+    }
     let mut path: Vec<&str> = base.to_vec();
     path.extend(error.path.iter().map(String::as_str));
     if let Some((wrong, expected)) = parse_unknown_field(&error.message) {
@@ -790,7 +800,15 @@ fn option_diagnostic(
     } else {
         format!("{}: ", error.path.join("."))
     };
-    let message = error.message.replace('`', "'");
+    let mut message = error.message.replace('`', "'");
+    // Some deserializers repeat the key at the end ("... in 'devices'"); the location is
+    // already shown.
+    if let Some(last) = error.path.last() {
+        let suffix = format!(" in '{last}'");
+        if message.ends_with(&suffix) {
+            message.truncate(message.len() - suffix.len());
+        }
+    }
     let span = if error.path.is_empty() {
         document
             .header_span(base[0], base.get(1).copied().unwrap_or_default())

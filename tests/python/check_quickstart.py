@@ -109,7 +109,7 @@ def main():
             if not math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12):
                 fail(f"{key}: {name} {a} != {b}")
 
-    rows_duckdb = duckdb.sql(f"select count(*) from '{windows_dir}/**/*.parquet'").fetchone()[0]
+    rows_duckdb = duckdb.connect().execute(f"select count(*) from '{windows_dir}/**/*.parquet'").fetchone()[0]
     if rows_duckdb != len(got):
         fail(f"DuckDB reads {rows_duckdb} rows, pyarrow {len(got)}")
     dropped = raw.num_rows - clean.num_rows
