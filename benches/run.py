@@ -62,7 +62,7 @@ type = "simulator"
 devices = 1
 rate = "10/s"
 seed = 1
-schema = { device_id = "string", ts = "timestamp_ms", temperature = "float64" }
+schema = {{ device_id = "string", ts = "timestamp_ms", temperature = "float64" }}
 event_time = "ts"
 
 [operators.per_10s]
@@ -71,7 +71,7 @@ inputs = ["sensors"]
 kind = "tumbling"
 size = "10s"
 group_by = ["device_id"]
-aggregates = { n = "count()" }
+aggregates = {{ n = "count()" }}
 
 [sinks.out]
 type = "parquet"
