@@ -4,11 +4,44 @@
 //! running component (an [`edgeflow_engine::Source`] or [`edgeflow_engine::Sink`]), and its
 //! tests. It is made known to query files by one line in [`sources`] or [`sinks`].
 //!
+//! # Tour
+//!
+//! | `type`      | kind   | module             | reads or writes                              |
+//! |-------------|--------|--------------------|----------------------------------------------|
+//! | `file`      | source | [`file`](mod@file) | CSV, JSON lines or Parquet files             |
+//! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
+//! | `parquet`   | sink   | [`parquet`]        | date-partitioned, rotating Parquet files     |
+//! | `stdout`    | sink   | [`stdout`]         | JSON lines on standard output                |
+//!
+//! Shared pieces: [`schema_options`] (the `schema`, `event_time`, watermark and `speed`
+//! options every source takes), [`timestamps`] (UTC timestamp columns without time-zone
+//! parsing) and [`error`] (one-line errors naming the path at fault).
+//!
+//! ```text
+//! query file ─▶ SourceKind::parse ─▶ SourceConfig::{schema, watermark, build}
+//!            ─▶ Source::run(SourceContext) ─▶ engine
+//! engine     ─▶ SinkKind::parse ─▶ SinkConfig::{check, build}
+//!            ─▶ Sink::run(SinkInput) ─▶ disk, stdout
+//! ```
+//!
+//! Sources and sinks do their file IO on tokio's blocking threads (`spawn_blocking` with
+//! `send_blocking` / `blocking_recv`), never on the IO runtime's async threads. Connectors do
+//! not panic on bad input: bad records are counted by reason and skipped, and failures are
+//! returned as errors.
+//!
 //! # Adding a connector
 //! 1. Add `src/<name>.rs` (or `src/<name>/`) with a config implementing [`SourceConfig`] or
 //!    [`SinkConfig`] and a `pub const KIND: SourceKind` (or `SinkKind`).
 //! 2. Add `<name>::KIND` to the sorted list in [`sources`] or [`sinks`].
 #![forbid(missing_docs)]
+
+pub mod error;
+pub mod file;
+pub mod parquet;
+pub mod schema_options;
+pub mod simulator;
+pub mod stdout;
+pub mod timestamps;
 
 use std::fmt::Debug;
 
@@ -71,10 +104,10 @@ pub struct SinkKind {
 
 /// Every source kind, sorted by name.
 pub fn sources() -> &'static [SourceKind] {
-    &[]
+    &[file::KIND, simulator::KIND]
 }
 
 /// Every sink kind, sorted by name.
 pub fn sinks() -> &'static [SinkKind] {
-    &[]
+    &[parquet::KIND, stdout::KIND]
 }
