@@ -160,13 +160,15 @@ pub fn summary(report: &RunReport) -> String {
                 );
             }
             NodeRole::Sink => {
-                let _ = write!(
-                    out,
-                    " in {:>12}  files {} ({} bytes)",
-                    count(node.rows_in),
-                    node.files_written,
-                    count(node.bytes_written)
-                );
+                let _ = write!(out, " in {:>12}", count(node.rows_in));
+                if node.files_written > 0 {
+                    let _ = write!(
+                        out,
+                        "  files {} ({} bytes)",
+                        node.files_written,
+                        count(node.bytes_written)
+                    );
+                }
             }
         }
         for (reason, rows) in &node.dropped {

@@ -11,8 +11,9 @@
 //! ```
 //!
 //! If standard output is closed (`edgeflow run q.toml | head`), the sink ends quietly at the
-//! first broken-pipe error instead of failing the pipeline; rows sent to it after that are
-//! counted by the engine as dropped (`sink_stopped`).
+//! first broken-pipe error instead of failing the pipeline, and asks the pipeline to stop
+//! gracefully (an unbounded source would otherwise run on with nobody reading); rows sent to
+//! it after that are counted by the engine as dropped (`sink_stopped`).
 
 use std::io::{self, Write};
 
@@ -99,7 +100,8 @@ fn print_all(input: &mut SinkInput, out: &mut impl Write) -> Result<SinkSummary,
             Err(error) if error.kind() == io::ErrorKind::BrokenPipe => {
                 // Whoever read our output has gone (`| head`): that is how such a reader says
                 // it has seen enough, not a failure of the pipeline.
-                debug!(sink = %input.name(), "Standard output is closed; the sink stops");
+                debug!(sink = %input.name(), "Standard output is closed; the pipeline stops");
+                input.request_shutdown();
                 return Ok(summary);
             }
             Err(error) => return Err(ConnectorError::Stdout(io_reason(&error))),

@@ -15,7 +15,7 @@ use timely::dataflow::operators::generic::Operator;
 use tokio::sync::mpsc;
 
 use crate::graph::BatchStream;
-use crate::ingress::ShutdownSignal;
+use crate::ingress::{ShutdownSignal, ShutdownTrigger};
 use crate::metrics::NodeMetrics;
 use crate::time::EventTime;
 
@@ -36,7 +36,7 @@ pub struct SinkInput {
     schema: SchemaRef,
     metrics: Arc<NodeMetrics>,
     receiver: mpsc::Receiver<SinkEvent>,
-    shutdown: ShutdownSignal,
+    shutdown: ShutdownTrigger,
 }
 
 impl SinkInput {
@@ -46,7 +46,7 @@ impl SinkInput {
         schema: SchemaRef,
         metrics: Arc<NodeMetrics>,
         receiver: mpsc::Receiver<SinkEvent>,
-        shutdown: ShutdownSignal,
+        shutdown: ShutdownTrigger,
     ) -> Self {
         Self {
             name,
@@ -65,7 +65,7 @@ impl SinkInput {
         capacity: usize,
     ) -> (Self, mpsc::Sender<SinkEvent>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        let (_trigger, signal) = crate::ingress::ShutdownTrigger::new();
+        let (trigger, _signal) = ShutdownTrigger::new();
         let metrics = NodeMetrics::detached(name, crate::metrics::NodeRole::Sink);
         (
             Self::new(
@@ -74,7 +74,7 @@ impl SinkInput {
                 schema,
                 metrics,
                 receiver,
-                signal,
+                trigger,
             ),
             sender,
         )
@@ -102,7 +102,14 @@ impl SinkInput {
 
     /// The pipeline's stop signal (sinks normally just drain until `recv` returns `None`).
     pub fn shutdown(&self) -> ShutdownSignal {
-        self.shutdown.clone()
+        self.shutdown.signal()
+    }
+
+    /// Asks the whole pipeline to stop gracefully, for a sink whose output went away for
+    /// good (for example a closed pipe on stdout). Sources stop, windows close, and the
+    /// sink keeps receiving until `recv` returns `None`.
+    pub fn request_shutdown(&self) {
+        self.shutdown.trigger();
     }
 
     /// The next event, or `None` when every worker is done.
@@ -128,11 +135,13 @@ pub(crate) fn egress_operator(
     stream.sink(Pipeline, name, move |(input, frontier)| {
         input.for_each(|_time, batch| {
             let Some(rows) = batch.take() else { return };
-            metrics.add_rows_in(rows.num_rows());
             let rows_in_batch = rows.num_rows();
-            if let Some(channel) = &sender
-                && channel.blocking_send(SinkEvent::Rows(rows)).is_err()
-            {
+            metrics.add_rows_in(rows_in_batch);
+            let delivered = match &sender {
+                Some(channel) => channel.blocking_send(SinkEvent::Rows(rows)).is_ok(),
+                None => false,
+            };
+            if !delivered {
                 // The sink task has stopped (it reports its own error); keep the worker
                 // running so the rest of the pipeline can finish, and count what is lost.
                 metrics.count_dropped("sink_stopped", rows_in_batch);

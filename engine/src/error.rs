@@ -16,7 +16,7 @@ pub enum EngineError {
     #[error("could not start the engine: {0}")]
     Startup(String),
     /// A source stopped with an error.
-    #[error("source '{node}' failed: {source}")]
+    #[error("source '{node}' failed")]
     Source {
         /// Node name.
         node: String,
@@ -25,7 +25,7 @@ pub enum EngineError {
         source: BoxError,
     },
     /// A sink stopped with an error.
-    #[error("sink '{node}' failed: {source}")]
+    #[error("sink '{node}' failed")]
     Sink {
         /// Node name.
         node: String,

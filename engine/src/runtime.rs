@@ -170,7 +170,7 @@ pub fn run(
                     schema,
                     node_metrics.clone(),
                     receiver,
-                    shutdown.signal(),
+                    shutdown.clone(),
                 );
                 let trigger = shutdown.clone();
                 let sink_name = node.name.clone();

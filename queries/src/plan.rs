@@ -69,7 +69,7 @@ pub struct Plan {
 
 /// Errors from [`Plan::into_graph`]: a source or sink could not be created.
 #[derive(Debug, thiserror::Error)]
-#[error("{role} '{node}': {source}")]
+#[error("{role} '{node}' could not start")]
 pub struct BuildError {
     /// "source" or "sink".
     pub role: &'static str,
@@ -469,9 +469,7 @@ fn plan_nodes(
     }
     let mut order = Vec::with_capacity(declared.len());
     let mut ready: std::collections::BTreeSet<(u8, usize)> = (0..declared.len())
-        .filter(|&i| {
-            remaining_inputs[i] == 0
-        })
+        .filter(|&i| remaining_inputs[i] == 0)
         .map(|i| (rank(declared[i].role), i))
         .collect();
     while let Some((_, node)) = ready.pop_first() {
@@ -540,12 +538,12 @@ fn plan_nodes(
         let base = [section, decl.name.as_str()];
         let what = format!("{} '{}'", role_word(decl.role), decl.name);
         // A node whose inputs did not all resolve still has its own options checked.
-        let input_schemas: Option<Vec<SchemaRef>> =
-            if inputs[node].len() == decl.input_names.len() {
-                inputs[node].iter().map(|&i| schemas[i].clone()).collect()
-            } else {
-                None
-            };
+        let input_schemas: Option<Vec<SchemaRef>> = if inputs[node].len() == decl.input_names.len()
+        {
+            inputs[node].iter().map(|&i| schemas[i].clone()).collect()
+        } else {
+            None
+        };
         let result = plan_one(decl, input_schemas);
         match result {
             Ok(Some((schema, component))) => {
@@ -658,8 +656,11 @@ fn describe_cycle(
         let next = *inputs[current].iter().find(|i| stuck.contains(i))?;
         if let Some(position) = path.iter().position(|&p| p == next) {
             // `path` follows inputs backwards; data flows the other way round.
-            let mut cycle: Vec<&str> =
-                path[position..].iter().rev().map(|&i| declared[i].name.as_str()).collect();
+            let mut cycle: Vec<&str> = path[position..]
+                .iter()
+                .rev()
+                .map(|&i| declared[i].name.as_str())
+                .collect();
             cycle.push(cycle[0]);
             return if path[position..].contains(&start) {
                 Some(cycle.join(" → "))

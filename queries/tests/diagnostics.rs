@@ -25,9 +25,15 @@ fn diagnostics_match_expected_files() {
     let bless = std::env::var_os("EDGEFLOW_BLESS").is_some();
     let mut failures = Vec::new();
     let mut cases = 0;
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
-    for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "toml")) {
+    for path in entries
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+    {
         cases += 1;
         let actual = rendered(&path);
         let expected_path = path.with_extension("expected");
