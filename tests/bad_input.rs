@@ -18,7 +18,10 @@ fn malformed_csv_and_json_lines_are_skipped_and_counted() {
         {\"device_id\":\"d\",\"ts\":\"2024-06-01T00:00:03Z\",\"temperature\":4.5}\n";
     std::fs::write(dir.path().join("in.jsonl"), jsonl).unwrap();
 
-    for (file, good, bad) in [("in.csv", ["a", "d", "e"].as_slice(), 2), ("in.jsonl", ["a", "d"].as_slice(), 2)] {
+    for (file, good, bad) in [
+        ("in.csv", ["a", "d", "e"].as_slice(), 2),
+        ("in.jsonl", ["a", "d"].as_slice(), 2),
+    ] {
         let text = format!(
             r#"
 [sources.f]
@@ -33,20 +36,38 @@ inputs = ["f"]
 "#
         );
         let query = write_query(dir.path(), "q.toml", &text);
-        let (output, stdout, stderr) = run(edgeflow().arg("run").arg(&query).arg("--no-status").current_dir(dir.path()));
+        let (output, stdout, stderr) = run(edgeflow()
+            .arg("run")
+            .arg(&query)
+            .arg("--no-status")
+            .current_dir(dir.path()));
         assert!(output.status.success(), "{file}:\n{stderr}");
         let devices: Vec<String> = stdout
             .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["device_id"].as_str().unwrap().to_string())
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line).unwrap()["device_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect();
         assert_eq!(devices, good, "{file}: {stdout}\n{stderr}");
         // The summary names the rows skipped, and the log names the lines.
-        let summary_line = stderr.lines().find(|l| l.contains("source") && l.contains(" f ")).unwrap_or_default();
+        let summary_line = stderr
+            .lines()
+            .find(|l| l.contains("source") && l.contains(" f "))
+            .unwrap_or_default();
         let skipped: u64 = summary_line
             .split("  ")
-            .filter_map(|part| part.split_once(": ").and_then(|(_, n)| n.trim().replace(',', "").parse::<u64>().ok()))
+            .filter_map(|part| {
+                part.split_once(": ")
+                    .and_then(|(_, n)| n.trim().replace(',', "").parse::<u64>().ok())
+            })
             .sum();
         assert_eq!(skipped, bad, "{file}: {stderr}");
-        assert!(stderr.contains("line=3"), "{file}: the warning names the line:\n{stderr}");
+        assert!(
+            stderr.contains("line=3"),
+            "{file}: the warning names the line:\n{stderr}"
+        );
     }
 }

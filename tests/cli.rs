@@ -10,7 +10,13 @@ fn version_and_help() {
 
     let (output, stdout, _) = run(edgeflow().arg("--help"));
     assert!(output.status.success());
-    for word in ["run", "validate", "explain", "Examples:", "edgeflow run examples/quickstart.toml"] {
+    for word in [
+        "run",
+        "validate",
+        "explain",
+        "Examples:",
+        "edgeflow run examples/quickstart.toml",
+    ] {
         assert_contains!(stdout, word);
     }
 }
@@ -22,7 +28,11 @@ fn every_example_validates() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
             let (output, stdout, stderr) = run(edgeflow().arg("validate").arg(&path));
-            assert!(output.status.success(), "{}:\n{stdout}{stderr}", path.display());
+            assert!(
+                output.status.success(),
+                "{}:\n{stdout}{stderr}",
+                path.display()
+            );
             assert_contains!(stdout, "valid");
             checked += 1;
         }
@@ -32,7 +42,9 @@ fn every_example_validates() {
 
 #[test]
 fn explain_shows_every_node_with_its_schema() {
-    let (output, stdout, stderr) = run(edgeflow().arg("explain").arg(repo().join("examples/quickstart.toml")));
+    let (output, stdout, stderr) = run(edgeflow()
+        .arg("explain")
+        .arg(repo().join("examples/quickstart.toml")));
     assert!(output.status.success(), "{stderr}");
     assert_contains!(stdout, "source sensors [simulator]");
     assert_contains!(stdout, "ts: timestamp_ms  (event time)");

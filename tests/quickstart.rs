@@ -12,7 +12,11 @@ fn quickstart_output_matches_an_independent_recomputation() {
     let dir = tempfile::tempdir().unwrap();
     let example = repo().join("examples/quickstart.toml");
 
-    let (output, _, stderr) = run(edgeflow().arg("run").arg(&example).arg("--no-status").current_dir(dir.path()));
+    let (output, _, stderr) = run(edgeflow()
+        .arg("run")
+        .arg(&example)
+        .arg("--no-status")
+        .current_dir(dir.path()));
     assert!(output.status.success(), "quickstart failed:\n{stderr}");
     assert_contains!(stderr, "Pipeline finished");
     let windows = dir.path().join("out/quickstart");
@@ -22,7 +26,10 @@ fn quickstart_output_matches_an_independent_recomputation() {
     let text = std::fs::read_to_string(&example).unwrap();
     let mut query: toml::Table = text.parse().unwrap();
     query.remove("operators");
-    query["sources"]["sensors"].as_table_mut().unwrap().insert("speed".into(), "max".into());
+    query["sources"]["sensors"]
+        .as_table_mut()
+        .unwrap()
+        .insert("speed".into(), "max".into());
     let raw = dir.path().join("raw");
     let sinks: toml::Table = format!(
         "[raw]\ntype = \"parquet\"\ninputs = [\"sensors\"]\npath = \"{}\"\n",

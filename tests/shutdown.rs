@@ -55,7 +55,10 @@ fn stop_with(signal: &str) {
         if let Some(exit) = child.try_wait().unwrap() {
             break exit;
         }
-        assert!(Instant::now() < deadline, "edgeflow did not stop within 30 s of SIG{signal}");
+        assert!(
+            Instant::now() < deadline,
+            "edgeflow did not stop within 30 s of SIG{signal}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stderr = String::new();

@@ -42,7 +42,10 @@ pub fn check_with_python(script: &str, args: &[&Path]) -> String {
     command.arg(repo().join("tests/python").join(script));
     command.args(args);
     let (output, stdout, stderr) = run(&mut command);
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{stderr}"
+    );
     stdout
 }
 
@@ -58,6 +61,9 @@ macro_rules! assert_contains {
     ($haystack:expr, $needle:expr) => {{
         let haystack: &str = &$haystack;
         let needle: &str = &$needle;
-        assert!(haystack.contains(needle), "expected to find {needle:?} in:\n{haystack}");
+        assert!(
+            haystack.contains(needle),
+            "expected to find {needle:?} in:\n{haystack}"
+        );
     }};
 }
