@@ -4,6 +4,18 @@
 //! [`DataflowOperator`] implementation (the timely operators it adds on each worker), and its
 //! tests. It is made known to query files by one line in [`operators`].
 //!
+//! # Tour
+//!
+//! * [`clean`]: drops rows with missing or out-of-range readings (row-local, no exchange).
+//! * [`window`]: tumbling event-time windows with per-key aggregates (keys exchanged across
+//!   workers, state held per open window and key).
+//!
+//! ```text
+//! source ─▶ clean (Pipeline pact) ─▶ window (key exchange) ─▶ sink
+//!           drops null / NaN /        one row per window and key,
+//!           out-of-range rows         emitted when the watermark passes the window end
+//! ```
+//!
 //! # Adding an operator
 //! 1. Add `src/<name>.rs` (or `src/<name>/`) with a config implementing [`OperatorConfig`] and
 //!    a `pub const KIND: OperatorKind`.
@@ -15,6 +27,11 @@ use std::sync::Arc;
 
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError};
+
+pub mod clean;
+mod fields;
+pub mod options;
+pub mod window;
 
 /// An operator's options, parsed from a query file.
 pub trait OperatorConfig: Debug + Send + Sync {
@@ -39,5 +56,20 @@ pub struct OperatorKind {
 
 /// Every operator kind, sorted by name.
 pub fn operators() -> &'static [OperatorKind] {
-    &[]
+    &[clean::KIND, window::KIND]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_sorted_and_unique() {
+        let names: Vec<&str> = operators().iter().map(|k| k.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted);
+        assert_eq!(names, ["clean", "window"]);
+    }
 }

@@ -1,0 +1,455 @@
+//! Aggregate state of one open window: one [`Accumulator`] per aggregate, each a set of
+//! columns indexed by group id (struct of arrays), updated a batch column at a time.
+//!
+//! Nulls and NaN are skipped by every function that reads a field; `count()` counts rows.
+//! A group that saw no value gets null from `sum`, `mean`, `min` and `max`, and 0 from `count`.
+
+use std::sync::Arc;
+
+use edgeflow_engine::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Array, Int64Array, PrimitiveArray,
+};
+use edgeflow_engine::arrow::buffer::NullBuffer;
+use edgeflow_engine::arrow::compute::cast;
+use edgeflow_engine::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use edgeflow_engine::arrow::error::ArrowError;
+
+use super::Selection;
+use super::config::AggregateSpec;
+use super::expr::AggregateFunction;
+use crate::fields::Numeric;
+
+/// One batch's input column of an aggregate, in the type the aggregate computes with.
+#[derive(Clone, Debug)]
+pub(crate) enum Values {
+    /// `count()`: no column.
+    None,
+    /// A float column, widened to f64.
+    Float(Float64Array),
+    /// An integer column, widened to i64.
+    Int(Int64Array),
+    /// Any other column (only `count(field)` reads it, through its validity).
+    Other(ArrayRef),
+}
+
+impl Values {
+    /// Prepares `column` for `spec`.
+    pub(crate) fn prepare(
+        spec: &AggregateSpec,
+        column: Option<&ArrayRef>,
+    ) -> Result<Self, ArrowError> {
+        let Some(column) = column else {
+            return Ok(Self::None);
+        };
+        Ok(match spec.numeric {
+            Some(Numeric::Float) => {
+                let column = match column.data_type() {
+                    DataType::Float64 => column.clone(),
+                    _ => cast(column, &DataType::Float64)?,
+                };
+                Self::Float(column.as_primitive::<Float64Type>().clone())
+            }
+            Some(Numeric::Int) => {
+                let column = match column.data_type() {
+                    DataType::Int64 => column.clone(),
+                    _ => cast(column, &DataType::Int64)?,
+                };
+                Self::Int(column.as_primitive::<Int64Type>().clone())
+            }
+            None => Self::Other(column.clone()),
+        })
+    }
+}
+
+/// The running state of one aggregate over every group of one window.
+#[derive(Clone, Debug)]
+pub(crate) enum Accumulator {
+    /// `count()` and `count(field)`.
+    Count(Vec<i64>),
+    /// `sum` and `mean`: running sum and number of values.
+    Sum { sum: Vec<f64>, n: Vec<i64> },
+    /// `min` / `max` of floats; `seen` tells a group with values from one without.
+    Float { extreme: Vec<f64>, seen: Vec<bool> },
+    /// `min` / `max` of integers.
+    Int { extreme: Vec<i64>, seen: Vec<bool> },
+}
+
+/// Calls `f(group, value)` for every selected row whose value is neither null nor NaN.
+#[inline]
+fn each_float(
+    values: &Float64Array,
+    rows: Selection<'_>,
+    gids: &[u32],
+    mut f: impl FnMut(usize, f64),
+) {
+    let raw = values.values();
+    match values.nulls().filter(|n| n.null_count() > 0) {
+        None => rows.for_each(|k, row| {
+            let x = raw[row];
+            if !x.is_nan() {
+                f(gids[k] as usize, x);
+            }
+        }),
+        Some(nulls) => rows.for_each(|k, row| {
+            let x = raw[row];
+            if nulls.is_valid(row) && !x.is_nan() {
+                f(gids[k] as usize, x);
+            }
+        }),
+    }
+}
+
+/// Calls `f(group, value)` for every selected row whose value is not null.
+#[inline]
+fn each_int(values: &Int64Array, rows: Selection<'_>, gids: &[u32], mut f: impl FnMut(usize, i64)) {
+    let raw = values.values();
+    match values.nulls().filter(|n| n.null_count() > 0) {
+        None => rows.for_each(|k, row| f(gids[k] as usize, raw[row])),
+        Some(nulls) => rows.for_each(|k, row| {
+            if nulls.is_valid(row) {
+                f(gids[k] as usize, raw[row]);
+            }
+        }),
+    }
+}
+
+fn each_valid(
+    nulls: Option<&NullBuffer>,
+    rows: Selection<'_>,
+    gids: &[u32],
+    mut f: impl FnMut(usize),
+) {
+    match nulls.filter(|n| n.null_count() > 0) {
+        None => rows.for_each(|k, _| f(gids[k] as usize)),
+        Some(nulls) => rows.for_each(|k, row| {
+            if nulls.is_valid(row) {
+                f(gids[k] as usize);
+            }
+        }),
+    }
+}
+
+impl Accumulator {
+    /// Empty state for `spec`.
+    pub(crate) fn new(spec: &AggregateSpec) -> Self {
+        match (spec.function, spec.numeric) {
+            (AggregateFunction::Count, _) => Self::Count(Vec::new()),
+            (AggregateFunction::Sum | AggregateFunction::Mean, _) => Self::Sum {
+                sum: Vec::new(),
+                n: Vec::new(),
+            },
+            (_, Some(Numeric::Int)) => Self::Int {
+                extreme: Vec::new(),
+                seen: Vec::new(),
+            },
+            _ => Self::Float {
+                extreme: Vec::new(),
+                seen: Vec::new(),
+            },
+        }
+    }
+
+    /// Makes room for `groups` groups.
+    pub(crate) fn grow(&mut self, spec: &AggregateSpec, groups: usize) {
+        let is_min = spec.function == AggregateFunction::Min;
+        match self {
+            Self::Count(n) => n.resize(groups, 0),
+            Self::Sum { sum, n } => {
+                sum.resize(groups, 0.0);
+                n.resize(groups, 0);
+            }
+            Self::Float { extreme, seen } => {
+                extreme.resize(
+                    groups,
+                    if is_min {
+                        f64::INFINITY
+                    } else {
+                        f64::NEG_INFINITY
+                    },
+                );
+                seen.resize(groups, false);
+            }
+            Self::Int { extreme, seen } => {
+                extreme.resize(groups, if is_min { i64::MAX } else { i64::MIN });
+                seen.resize(groups, false);
+            }
+        }
+    }
+
+    /// Adds the selected rows of one batch; `gids[k]` is the group of the `k`-th selected row.
+    pub(crate) fn update(
+        &mut self,
+        spec: &AggregateSpec,
+        values: &Values,
+        rows: Selection<'_>,
+        gids: &[u32],
+    ) {
+        let is_min = spec.function == AggregateFunction::Min;
+        match (self, values) {
+            (Self::Count(n), Values::None) => {
+                for &g in gids {
+                    n[g as usize] += 1;
+                }
+            }
+            (Self::Count(n), Values::Float(values)) => {
+                each_float(values, rows, gids, |g, _| n[g] += 1)
+            }
+            (Self::Count(n), Values::Int(values)) => {
+                each_valid(values.nulls(), rows, gids, |g| n[g] += 1)
+            }
+            (Self::Count(n), Values::Other(values)) => {
+                each_valid(values.logical_nulls().as_ref(), rows, gids, |g| n[g] += 1);
+            }
+            (Self::Sum { sum, n }, Values::Float(values)) => {
+                each_float(values, rows, gids, |g, x| {
+                    sum[g] += x;
+                    n[g] += 1;
+                })
+            }
+            (Self::Sum { sum, n }, Values::Int(values)) => each_int(values, rows, gids, |g, x| {
+                sum[g] += x as f64;
+                n[g] += 1;
+            }),
+            (Self::Float { extreme, seen }, Values::Float(values)) => {
+                if is_min {
+                    each_float(values, rows, gids, |g, x| {
+                        extreme[g] = extreme[g].min(x);
+                        seen[g] = true;
+                    });
+                } else {
+                    each_float(values, rows, gids, |g, x| {
+                        extreme[g] = extreme[g].max(x);
+                        seen[g] = true;
+                    });
+                }
+            }
+            (Self::Int { extreme, seen }, Values::Int(values)) => {
+                if is_min {
+                    each_int(values, rows, gids, |g, x| {
+                        extreme[g] = extreme[g].min(x);
+                        seen[g] = true;
+                    });
+                } else {
+                    each_int(values, rows, gids, |g, x| {
+                        extreme[g] = extreme[g].max(x);
+                        seen[g] = true;
+                    });
+                }
+            }
+            _ => unreachable!("an accumulator and its values come from one aggregate spec"),
+        }
+    }
+
+    /// The output column, one row per group in `order`.
+    pub(crate) fn finish(
+        &self,
+        spec: &AggregateSpec,
+        order: &[u32],
+    ) -> Result<ArrayRef, ArrowError> {
+        let array: ArrayRef = match self {
+            Self::Count(n) => Arc::new(Int64Array::from_iter_values(
+                order.iter().map(|&g| n[g as usize]),
+            )),
+            Self::Sum { sum, n } => {
+                let mean = spec.function == AggregateFunction::Mean;
+                Arc::new(Float64Array::from_iter(order.iter().map(|&g| {
+                    let (s, c) = (sum[g as usize], n[g as usize]);
+                    (c > 0).then(|| if mean { s / c as f64 } else { s })
+                })))
+            }
+            Self::Float { extreme, seen } => Arc::new(PrimitiveArray::<Float64Type>::from_iter(
+                order
+                    .iter()
+                    .map(|&g| seen[g as usize].then(|| extreme[g as usize])),
+            )),
+            Self::Int { extreme, seen } => Arc::new(PrimitiveArray::<Int64Type>::from_iter(
+                order
+                    .iter()
+                    .map(|&g| seen[g as usize].then(|| extreme[g as usize])),
+            )),
+        };
+        if array.data_type() == &spec.output_type {
+            Ok(array)
+        } else {
+            // min / max of a narrower input type: every value came from that type, so the
+            // cast back is exact.
+            cast(&array, &spec.output_type)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgeflow_engine::arrow::array::{Int32Array, StringArray};
+
+    fn spec(
+        function: AggregateFunction,
+        numeric: Option<Numeric>,
+        output_type: DataType,
+    ) -> AggregateSpec {
+        AggregateSpec {
+            function,
+            column: Some(0),
+            numeric,
+            output_type,
+        }
+    }
+
+    fn run(spec: &AggregateSpec, column: ArrayRef, gids: &[u32], groups: usize) -> ArrayRef {
+        let values = Values::prepare(spec, Some(&column)).unwrap();
+        let mut acc = Accumulator::new(spec);
+        acc.grow(spec, groups);
+        acc.update(spec, &values, Selection::All(column.len()), gids);
+        acc.finish(spec, &(0..groups as u32).collect::<Vec<_>>())
+            .unwrap()
+    }
+
+    fn floats() -> ArrayRef {
+        Arc::new(Float64Array::from(vec![
+            Some(1.0),
+            None,
+            Some(f64::NAN),
+            Some(4.0),
+            None,
+            Some(-2.0),
+        ]))
+    }
+
+    const GIDS: [u32; 6] = [0, 0, 0, 0, 1, 2];
+
+    #[test]
+    fn float_aggregates_skip_null_and_nan() {
+        let f = Some(Numeric::Float);
+        let sum = run(
+            &spec(AggregateFunction::Sum, f, DataType::Float64),
+            floats(),
+            &GIDS,
+            3,
+        );
+        assert_eq!(
+            sum.as_primitive::<Float64Type>().iter().collect::<Vec<_>>(),
+            [Some(5.0), None, Some(-2.0)]
+        );
+        let mean = run(
+            &spec(AggregateFunction::Mean, f, DataType::Float64),
+            floats(),
+            &GIDS,
+            3,
+        );
+        assert_eq!(
+            mean.as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            [Some(2.5), None, Some(-2.0)]
+        );
+        let min = run(
+            &spec(AggregateFunction::Min, f, DataType::Float64),
+            floats(),
+            &GIDS,
+            3,
+        );
+        assert_eq!(
+            min.as_primitive::<Float64Type>().iter().collect::<Vec<_>>(),
+            [Some(1.0), None, Some(-2.0)]
+        );
+        let max = run(
+            &spec(AggregateFunction::Max, f, DataType::Float64),
+            floats(),
+            &GIDS,
+            3,
+        );
+        assert_eq!(
+            max.as_primitive::<Float64Type>().iter().collect::<Vec<_>>(),
+            [Some(4.0), None, Some(-2.0)]
+        );
+        let count = run(
+            &spec(AggregateFunction::Count, f, DataType::Int64),
+            floats(),
+            &GIDS,
+            3,
+        );
+        assert_eq!(
+            count.as_primitive::<Int64Type>().values().to_vec(),
+            [2, 0, 1]
+        );
+    }
+
+    #[test]
+    fn int_min_max_keep_the_input_type_and_sum_is_float() {
+        let ints: ArrayRef = Arc::new(Int32Array::from(vec![Some(5), None, Some(-7), Some(9)]));
+        let gids = [0, 0, 0, 1];
+        let i = Some(Numeric::Int);
+        let min = run(
+            &spec(AggregateFunction::Min, i, DataType::Int32),
+            ints.clone(),
+            &gids,
+            2,
+        );
+        assert_eq!(min.data_type(), &DataType::Int32);
+        assert_eq!(
+            min.as_primitive::<edgeflow_engine::arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec(),
+            [-7, 9]
+        );
+        let max = run(
+            &spec(AggregateFunction::Max, i, DataType::Int32),
+            ints.clone(),
+            &gids,
+            2,
+        );
+        assert_eq!(
+            max.as_primitive::<edgeflow_engine::arrow::datatypes::Int32Type>()
+                .values()
+                .to_vec(),
+            [5, 9]
+        );
+        let sum = run(
+            &spec(AggregateFunction::Sum, i, DataType::Float64),
+            ints.clone(),
+            &gids,
+            2,
+        );
+        assert_eq!(
+            sum.as_primitive::<Float64Type>().values().to_vec(),
+            [-2.0, 9.0]
+        );
+        let count = run(
+            &spec(AggregateFunction::Count, i, DataType::Int64),
+            ints,
+            &gids,
+            2,
+        );
+        assert_eq!(count.as_primitive::<Int64Type>().values().to_vec(), [2, 1]);
+    }
+
+    #[test]
+    fn count_rows_and_count_of_strings() {
+        let strings: ArrayRef = Arc::new(StringArray::from(vec![Some("a"), None, Some("c")]));
+        let count = run(
+            &spec(AggregateFunction::Count, None, DataType::Int64),
+            strings,
+            &[0, 0, 1],
+            2,
+        );
+        assert_eq!(count.as_primitive::<Int64Type>().values().to_vec(), [1, 1]);
+
+        let rows = AggregateSpec {
+            function: AggregateFunction::Count,
+            column: None,
+            numeric: None,
+            output_type: DataType::Int64,
+        };
+        let mut acc = Accumulator::new(&rows);
+        acc.grow(&rows, 2);
+        acc.update(
+            &rows,
+            &Values::None,
+            Selection::Rows(&[7, 3, 9]),
+            &[1, 1, 0],
+        );
+        let out = acc.finish(&rows, &[1, 0]).unwrap();
+        assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), [2, 1]);
+    }
+}

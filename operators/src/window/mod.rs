@@ -1,0 +1,126 @@
+//! The `window` operator: event-time windows with per-key aggregates.
+//!
+//! ```toml
+//! [operators.per_10s]
+//! type = "window"
+//! inputs = ["clean"]
+//! kind = "tumbling"
+//! size = "10s"
+//! group_by = ["device_id"]
+//! aggregates = { temp_avg = "mean(temperature)", temp_max = "max(temperature)", n = "count()" }
+//! ```
+//!
+//! # What it computes
+//!
+//! A row with event time `ts` belongs to the tumbling window `[start, start + size)` with
+//! `start = ts - ts % size` (windows are aligned to the Unix epoch, UTC). For each window and
+//! each distinct value of the `group_by` fields, the operator emits one row:
+//! `window_start`, `window_end` (UTC timestamps), the group keys, then the aggregates in the
+//! order the query file lists them. Rows of one window are sorted by key (nulls first). The
+//! output's event-time column is `window_start`, so a second window whose size is a multiple
+//! of the first can aggregate the first one's output.
+//!
+//! | function        | reads                    | output type        | no values |
+//! |-----------------|--------------------------|--------------------|-----------|
+//! | `count()`       | rows                     | int64              | —         |
+//! | `count(field)`  | non-null, non-NaN values | int64              | 0         |
+//! | `sum(field)`    | numeric values           | float64            | null      |
+//! | `mean(field)`   | numeric values           | float64            | null      |
+//! | `min(field)`    | numeric values           | the field's type   | null      |
+//! | `max(field)`    | numeric values           | the field's type   | null      |
+//!
+//! # When it emits, and late rows
+//!
+//! A window is emitted once the watermark reaches its end, that is when no on-time row for
+//! it can arrive any more. A row that arrives in a batch whose watermark is already at or past
+//! its window's end is *late*: it is dropped and counted as `late`. Rows without an event
+//! time are counted as `missing_event_time`. Allowed lateness and a side output for late rows
+//! come later.
+//!
+//! # Layout
+//!
+//! * [`config`](WindowConfig): options and their checks;
+//! * `expr`: the aggregate expression parser;
+//! * `keys` and `accumulate`: group keys and aggregate state, a column at a time;
+//! * `aggregator`: one worker's open windows;
+//! * `operator`: the timely operator, its capabilities and metrics.
+
+use std::sync::Arc;
+
+use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::{DataflowOperator, OptionError, parse_options};
+
+use crate::{OperatorConfig, OperatorKind};
+
+mod accumulate;
+mod aggregator;
+mod config;
+mod expr;
+mod keys;
+mod operator;
+
+pub use config::{WINDOW_END, WINDOW_START, WindowConfig};
+pub use expr::{AggregateExpr, AggregateFunction, ExprError, parse_aggregate};
+pub use operator::TumblingWindow;
+
+/// The `window` operator kind.
+pub const KIND: OperatorKind = OperatorKind {
+    name: "window",
+    summary: "Aggregates rows per key over tumbling event-time windows",
+    parse,
+};
+
+fn parse(table: toml::Table) -> Result<Box<dyn OperatorConfig>, OptionError> {
+    Ok(Box::new(parse_options::<WindowConfig>(table)?))
+}
+
+impl OperatorConfig for WindowConfig {
+    fn plan(&self, inputs: &[SchemaRef]) -> Result<Arc<dyn DataflowOperator>, Vec<OptionError>> {
+        Ok(Arc::new(self.build(inputs)?))
+    }
+}
+
+impl WindowConfig {
+    /// Checks the options against the input schema and returns the operator.
+    ///
+    /// # Errors
+    /// Every problem found, each with the path of the option at fault.
+    pub fn build(&self, inputs: &[SchemaRef]) -> Result<TumblingWindow, Vec<OptionError>> {
+        let plan = self.plan_window(inputs)?;
+        Ok(TumblingWindow {
+            plan: Arc::new(plan),
+        })
+    }
+}
+
+/// The rows of a batch that one step works on: all of them, or the listed ones.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Selection<'a> {
+    /// Rows `0..n`.
+    All(usize),
+    /// These rows, in this order.
+    Rows(&'a [u32]),
+}
+
+impl Selection<'_> {
+    /// Number of rows selected.
+    pub(crate) fn len(self) -> usize {
+        match self {
+            Self::All(n) => n,
+            Self::Rows(rows) => rows.len(),
+        }
+    }
+
+    /// Calls `f(k, row)` for the `k`-th selected row. One loop per variant, so the compiler
+    /// sees a plain counted loop in the common `All` case.
+    #[inline]
+    pub(crate) fn for_each(self, mut f: impl FnMut(usize, usize)) {
+        match self {
+            Self::All(n) => (0..n).for_each(|row| f(row, row)),
+            Self::Rows(rows) => rows
+                .iter()
+                .enumerate()
+                .for_each(|(k, &row)| f(k, row as usize)),
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the operators, each run inside a real engine (source → operators →
+//! collecting sink) on one and several workers.
+//!
+//! One test binary, so the engine links once:
+//!
+//! * `util`: the sensor schema, row builders, and helpers that read output back as values;
+//! * `clean`: the `clean` operator end to end, with drop counts by reason;
+//! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
+//!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers.
+
+mod clean;
+mod util;
+mod window;

@@ -1,0 +1,461 @@
+//! The `window` operator inside an engine run: late rows, metrics, cascaded windows, and a
+//! proptest against a from-scratch oracle on 1 and 2 workers.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use edgeflow_engine::WatermarkPolicy;
+use edgeflow_engine::arrow::array::{AsArray, RecordBatch};
+use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
+use edgeflow_engine::testing::run_collect;
+use proptest::prelude::*;
+use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
+
+fn policy(ooo_ms: u64) -> WatermarkPolicy {
+    WatermarkPolicy {
+        max_out_of_orderness: Duration::from_millis(ooo_ms),
+        idle_timeout: None,
+    }
+}
+
+fn window_options(size: &str, group_by: &str, aggregates: &str) -> String {
+    format!(
+        "kind = \"tumbling\"\nsize = \"{size}\"\ngroup_by = {group_by}\naggregates = {{ {aggregates} }}"
+    )
+}
+
+/// Every batch holds one window, its rows strictly sorted by the key columns `keys`.
+fn assert_one_sorted_window_per_batch(batches: &[RecordBatch], keys: std::ops::Range<usize>) {
+    for batch in batches {
+        let starts = batch.column(0).as_primitive::<TimestampMillisecondType>();
+        assert!(starts.values().iter().all(|&s| s == starts.value(0)));
+        let rows = rows(std::slice::from_ref(batch));
+        for pair in rows.windows(2) {
+            assert!(
+                pair[0][keys.clone()] < pair[1][keys.clone()],
+                "rows out of key order: {pair:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn late_rows_are_dropped_and_counted_and_state_empties() {
+    let schema = sensor_schema();
+    let window = plan(
+        "window",
+        &window_options(
+            "10ms",
+            "[\"device_id\"]",
+            "n = \"count()\", hi = \"max(temperature)\"",
+        ),
+        &schema,
+    );
+    let batches = vec![
+        batch(&[
+            Reading::new("a", 5, Some(1.0)),
+            Reading::new("b", 25, Some(2.0)),
+        ]),
+        // Watermark now 25 - 5 = 20: windows ending at 10 and 20 may be gone.
+        batch(&[
+            Reading::new("a", 9, Some(3.0)),
+            Reading::new("a", 19, Some(4.0)),
+            Reading::new("a", 20, Some(5.0)),
+            Reading::new("c", 21, Some(6.0)),
+        ]),
+    ];
+    for workers in [1, 2] {
+        let (out, report) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(5),
+            vec![window.clone()],
+            workers,
+        )
+        .unwrap();
+        let mut got = rows(&out);
+        got.sort();
+        let (i, f, s) = (Value::Int, Value::Float, |t: &str| Value::Str(t.into()));
+        assert_eq!(
+            got,
+            [
+                vec![i(0), i(10), s("a"), i(1), f(1.0)],
+                vec![i(20), i(30), s("a"), i(1), f(5.0)],
+                vec![i(20), i(30), s("b"), i(1), f(2.0)],
+                vec![i(20), i(30), s("c"), i(1), f(6.0)],
+            ]
+        );
+        assert_one_sorted_window_per_batch(&out, 2..3);
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        assert_eq!(node.rows_in, 6);
+        assert_eq!(node.rows_out, 4);
+        assert_eq!(node.dropped.get("late"), Some(&2));
+        assert_eq!(node.state_rows, 0);
+    }
+}
+
+#[test]
+fn cascaded_windows_stay_on_time() {
+    let schema = sensor_schema();
+    let fine = plan(
+        "window",
+        &window_options(
+            "10ms",
+            "[\"device_id\"]",
+            "n = \"count()\", hi = \"max(temperature)\"",
+        ),
+        &schema,
+    );
+    let coarse = plan(
+        "window",
+        &window_options(
+            "30ms",
+            "[\"device_id\"]",
+            "n = \"sum(n)\", hi = \"max(hi)\", parts = \"count()\"",
+        ),
+        &fine.output_schema(),
+    );
+    let direct = plan(
+        "window",
+        &window_options(
+            "30ms",
+            "[\"device_id\"]",
+            "n = \"count()\", hi = \"max(temperature)\"",
+        ),
+        &schema,
+    );
+    let batches: Vec<RecordBatch> = (0..20)
+        .map(|b| {
+            let readings: Vec<Reading> = (0..10)
+                .map(|r| {
+                    let ts = b * 9 + r;
+                    Reading::new(
+                        ["x", "y", "z"][(ts % 3) as usize],
+                        ts,
+                        Some((ts * 7 % 31) as f64),
+                    )
+                })
+                .collect();
+            batch(&readings)
+        })
+        .collect();
+    for workers in [1, 2] {
+        let (cascaded, report) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(3),
+            vec![fine.clone(), coarse.clone()],
+            workers,
+        )
+        .unwrap();
+        let (straight, _) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(3),
+            vec![direct.clone()],
+            workers,
+        )
+        .unwrap();
+        assert_eq!(
+            report
+                .nodes
+                .iter()
+                .find(|n| n.name == "op1")
+                .unwrap()
+                .dropped_total(),
+            0
+        );
+        let mut cascaded: Vec<Vec<Value>> = rows(&cascaded)
+            .into_iter()
+            .map(|mut row| {
+                row.pop(); // parts
+                if let Value::Float(n) = row[3] {
+                    row[3] = Value::Int(n as i64);
+                }
+                row
+            })
+            .collect();
+        let mut straight = rows(&straight);
+        cascaded.sort();
+        straight.sort();
+        assert_eq!(cascaded, straight);
+        // Late rows of the first window are the only ones lost, and there are none here.
+        let total: i64 = straight
+            .iter()
+            .map(|r| if let Value::Int(n) = r[3] { n } else { 0 })
+            .sum();
+        let late = report
+            .nodes
+            .iter()
+            .find(|n| n.name == "op0")
+            .unwrap()
+            .dropped
+            .get("late")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(total as u64 + late, 200);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oracle
+
+const AGGREGATES: &str = "n = \"count()\", n_t = \"count(temperature)\", \
+    s = \"sum(temperature)\", avg = \"mean(temperature)\", lo = \"min(temperature)\", \
+    hi = \"max(temperature)\", l_lo = \"min(level)\", l_hi = \"max(level)\", \
+    l_sum = \"sum(level)\", z_hi = \"max(zone)\"";
+
+/// The group keys of each grouping mode the proptest draws from.
+const GROUPINGS: [&[&str]; 4] = [&[], &["device_id"], &["zone"], &["device_id", "flag"]];
+
+fn key_of(reading: &Reading, keys: &[&str]) -> Vec<Value> {
+    keys.iter()
+        .map(|&key| match key {
+            "device_id" => reading.device.clone().map_or(Value::Null, Value::Str),
+            "zone" => reading.zone.map_or(Value::Null, |z| Value::Int(z.into())),
+            "flag" => Value::Bool(reading.flag),
+            other => unreachable!("{other}"),
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Group {
+    rows: i64,
+    temps: Vec<f64>,
+    levels: Vec<i64>,
+    zones: Vec<i64>,
+}
+
+impl Group {
+    fn values(&self) -> Vec<Value> {
+        let opt_f = |v: Option<f64>| v.map_or(Value::Null, Value::Float);
+        let opt_i = |v: Option<i64>| v.map_or(Value::Null, Value::Int);
+        let n = self.temps.len();
+        let sum: f64 = self.temps.iter().sum();
+        vec![
+            Value::Int(self.rows),
+            Value::Int(n as i64),
+            opt_f((n > 0).then_some(sum)),
+            opt_f((n > 0).then(|| sum / n as f64)),
+            opt_f(self.temps.iter().copied().reduce(f64::min)),
+            opt_f(self.temps.iter().copied().reduce(f64::max)),
+            opt_i(self.levels.iter().copied().min()),
+            opt_i(self.levels.iter().copied().max()),
+            opt_f((!self.levels.is_empty()).then(|| self.levels.iter().map(|&l| l as f64).sum())),
+            opt_i(self.zones.iter().copied().max()),
+        ]
+    }
+}
+
+/// Output rows (sorted) and the number of late rows, computed from scratch: batch `i` carries
+/// watermark `max(0, max event time of batches 0..i - ooo)`; a row is late when its window
+/// ends at or before that watermark.
+fn oracle(batches: &[Vec<Reading>], size: i64, ooo: i64, keys: &[&str]) -> (Vec<Vec<Value>>, u64) {
+    let mut groups: BTreeMap<(i64, Vec<Value>), Group> = BTreeMap::new();
+    let (mut watermark, mut max_seen, mut late) = (0i64, i64::MIN, 0u64);
+    for readings in batches {
+        for reading in readings {
+            let start = reading.ts - reading.ts.rem_euclid(size);
+            if start + size <= watermark {
+                late += 1;
+                continue;
+            }
+            let group = groups.entry((start, key_of(reading, keys))).or_default();
+            group.rows += 1;
+            group
+                .temps
+                .extend(reading.temperature.filter(|t| !t.is_nan()));
+            group.levels.extend(reading.level);
+            group.zones.extend(reading.zone.map(i64::from));
+        }
+        max_seen = max_seen.max(readings.iter().map(|r| r.ts).max().unwrap());
+        watermark = watermark.max(max_seen - ooo);
+    }
+    let rows = groups
+        .into_iter()
+        .map(|((start, key), group)| {
+            let mut row = vec![Value::Int(start), Value::Int(start + size)];
+            row.extend(key);
+            row.extend(group.values());
+            row
+        })
+        .collect();
+    (rows, late)
+}
+
+fn same_rows(got: &[Vec<Value>], expected: &[Vec<Value>]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), expected.len(), "row counts differ");
+    for (g, e) in got.iter().zip(expected) {
+        prop_assert!(
+            g.len() == e.len() && g.iter().zip(e).all(|(a, b)| a.close_to(b)),
+            "rows differ:\n  got      {:?}\n  expected {:?}",
+            g,
+            e
+        );
+    }
+    Ok(())
+}
+
+fn sorted(mut rows: Vec<Vec<Value>>) -> Vec<Vec<Value>> {
+    rows.sort();
+    rows
+}
+
+/// A row drawn relative to its batch: `(device, zone, flag, offset, jitter, temperature,
+/// level, duplicate)`.
+type RawRow = (
+    Option<u8>,
+    Option<i32>,
+    bool,
+    i64,
+    i64,
+    Option<f64>,
+    Option<i64>,
+    bool,
+);
+
+fn raw_row() -> impl Strategy<Value = RawRow> {
+    (
+        prop::option::weighted(0.9, 0u8..5),
+        prop::option::weighted(0.9, -2i32..3),
+        any::<bool>(),
+        0i64..40,
+        prop_oneof![8 => 0i64..15, 1 => 0i64..200],
+        prop_oneof![
+            6 => (-50.0f64..150.0).prop_map(Some),
+            1 => Just(None),
+            1 => Just(Some(f64::NAN)),
+        ],
+        prop::option::weighted(0.8, -1_000i64..1_000),
+        prop::bool::weighted(0.1),
+    )
+}
+
+fn readings(raw: &[Vec<RawRow>]) -> Vec<Vec<Reading>> {
+    raw.iter()
+        .enumerate()
+        .map(|(index, rows)| {
+            let mut out = Vec::new();
+            for &(device, zone, flag, offset, jitter, temperature, level, duplicate) in rows {
+                let reading = Reading {
+                    device: device.map(|d| format!("device-{d}")),
+                    zone,
+                    flag,
+                    ts: (index as i64 * 25 + offset - jitter).max(0),
+                    temperature,
+                    level,
+                };
+                if duplicate {
+                    out.push(reading.clone());
+                }
+                out.push(reading);
+            }
+            out
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 40,
+        rng_seed: RngSeed::Fixed(0x5EED_ED6E_F10E),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn window_matches_oracle_on_one_and_two_workers(
+        raw in prop::collection::vec(prop::collection::vec(raw_row(), 1..30), 1..10),
+        size in prop::sample::select(vec![5i64, 10, 25, 100]),
+        ooo in 0i64..40,
+        grouping in 0usize..GROUPINGS.len(),
+    ) {
+        let keys = GROUPINGS[grouping];
+        let group_by = format!("{keys:?}");
+        let schema = sensor_schema();
+        let window = plan("window", &window_options(&format!("{size}ms"), &group_by, AGGREGATES), &schema);
+        let readings = readings(&raw);
+        let batches: Vec<RecordBatch> = readings.iter().map(|r| batch(r)).collect();
+        let (expected, late) = oracle(&readings, size, ooo, keys);
+        let total: usize = readings.iter().map(Vec::len).sum();
+
+        let mut results = Vec::new();
+        for workers in [1, 2] {
+            let (out, report) = run_collect(
+                schema.clone(), batches.clone(), policy(ooo as u64), vec![window.clone()], workers,
+            ).unwrap();
+            assert_one_sorted_window_per_batch(&out, 2..2 + keys.len());
+            let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+            prop_assert_eq!(node.rows_in, total as u64);
+            prop_assert_eq!(node.dropped.get("late").copied().unwrap_or(0), late);
+            prop_assert_eq!(node.rows_out, expected.len() as u64);
+            prop_assert_eq!(node.state_rows, 0);
+            let got = sorted(rows(&out));
+            same_rows(&got, &expected)?;
+            results.push(got);
+        }
+        same_rows(&results[0], &results[1])?;
+    }
+}
+
+/// Measures rows per second through source → window → sink on one worker.
+///
+/// `cargo test --release -p edgeflow-operators --test integration -- --ignored --nocapture throughput`
+#[test]
+#[ignore = "measures throughput; run in release mode"]
+fn throughput() {
+    const BATCH: usize = 8_192;
+    const BATCHES: usize = 2_000;
+    let schema = sensor_schema();
+    let devices: Vec<String> = (0..1_000).map(|d| format!("device-{d:04}")).collect();
+    let batches: Vec<RecordBatch> = (0..BATCHES)
+        .map(|b| {
+            let readings: Vec<Reading> = (0..BATCH)
+                .map(|r| {
+                    let i = b * BATCH + r;
+                    let mut reading = Reading::new(
+                        &devices[i * 7 % devices.len()],
+                        (i / 10) as i64,
+                        Some((i % 97) as f64),
+                    );
+                    reading.level = Some((i % 13) as i64);
+                    reading
+                })
+                .collect();
+            batch(&readings)
+        })
+        .collect();
+    for (label, group_by) in [
+        ("device_id", "[\"device_id\"]"),
+        ("device_id+flag", "[\"device_id\", \"flag\"]"),
+        ("none", "[]"),
+    ] {
+        let window = plan(
+            "window",
+            &window_options(
+                "10s",
+                group_by,
+                "temp_avg = \"mean(temperature)\", temp_max = \"max(temperature)\", n = \"count()\"",
+            ),
+            &schema,
+        );
+        let started = Instant::now();
+        let (out, _) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(1_000),
+            vec![window],
+            1,
+        )
+        .unwrap();
+        let elapsed = started.elapsed();
+        let rows = (BATCH * BATCHES) as f64;
+        println!(
+            "group_by {label}: {:.1} M rows/s ({} output rows, {elapsed:?})",
+            rows / elapsed.as_secs_f64() / 1e6,
+            out.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        );
+    }
+}
