@@ -8,7 +8,7 @@
 //!
 //! Values, by field type:
 //! * the device field (`dev-0001`, …), the event-time field (nominal time minus a random
-//!   jitter of up to `jitter`), other timestamp fields (the nominal time);
+//!   jitter of up to `jitter`, never before `start`), other timestamp fields (the nominal time);
 //! * `float64`: a per-device base level plus a sine wave (per-device phase) plus Gaussian
 //!   noise; sometimes a spike (`+200`) or a missing value (null);
 //! * `int64`: a per-device counter; `bool`: random; other `string` fields: a per-device label
@@ -269,7 +269,8 @@ impl Generator {
         } else {
             0
         };
-        let event_time = nominal.saturating_sub(jitter).max(0);
+        // Jitter never moves a reading before `start`: a run's data begins where it says.
+        let event_time = nominal.saturating_sub(jitter).max(self.settings.start_ms).max(0);
         let period = self.settings.period_ms;
         for (column, builder) in self.columns.iter().zip(builders.iter_mut()) {
             match (column, builder) {
