@@ -70,7 +70,7 @@ impl<'a> Document<'a> {
                     Some(DeValue::Table(inner)) => table = inner,
                     Some(DeValue::Array(array)) => {
                         let index: usize = segment.parse().ok()?;
-                        let element = array.iter().nth(index)?;
+                        let element = array.get(index)?;
                         current = Some(Located {
                             key: element.span(),
                             value: element.span(),

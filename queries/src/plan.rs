@@ -596,17 +596,18 @@ fn plan_nodes(
         }
     }
     for &node in order.iter().filter(|_| ok) {
-        if !feeds_sink[node] && components[node].is_some() {
-            if let Some(decl_name) = names.get(node) {
-                let section = match &components[node] {
-                    Some(Component::Source { .. }) => "sources",
-                    _ => "operators",
-                };
-                diagnostics.push(Diagnostic::warning(
-                    format!("the output of '{decl_name}' is not used by any sink"),
-                    document.header_span(section, decl_name),
-                ));
-            }
+        if !feeds_sink[node]
+            && components[node].is_some()
+            && let Some(decl_name) = names.get(node)
+        {
+            let section = match &components[node] {
+                Some(Component::Source { .. }) => "sources",
+                _ => "operators",
+            };
+            diagnostics.push(Diagnostic::warning(
+                format!("the output of '{decl_name}' is not used by any sink"),
+                document.header_span(section, decl_name),
+            ));
         }
     }
 

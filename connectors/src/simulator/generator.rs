@@ -270,7 +270,10 @@ impl Generator {
             0
         };
         // Jitter never moves a reading before `start`: a run's data begins where it says.
-        let event_time = nominal.saturating_sub(jitter).max(self.settings.start_ms).max(0);
+        let event_time = nominal
+            .saturating_sub(jitter)
+            .max(self.settings.start_ms)
+            .max(0);
         let period = self.settings.period_ms;
         for (column, builder) in self.columns.iter().zip(builders.iter_mut()) {
             match (column, builder) {
