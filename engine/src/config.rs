@@ -39,6 +39,15 @@ impl OptionError {
         }
     }
 
+    /// An error at a path given segment by segment (for names that contain dots).
+    pub fn at_path(path: &[&str], message: impl Into<String>) -> Self {
+        Self {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
     /// Adds a hint.
     #[must_use]
     pub fn with_hint(mut self, hint: impl Into<String>) -> Self {

@@ -17,6 +17,35 @@
 //! ```text
 //! query file ──plan──▶ Graph ──run──▶ tokio: source tasks ─▶ timely workers ─▶ tokio: sink tasks
 //! ```
+//!
+//! # Example
+//!
+//! Run rows from an in-memory source straight to a collecting sink on two workers (the
+//! `testing` helpers build the [`Graph`] and call [`run`]):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use edgeflow_engine::arrow::array::{Float64Array, RecordBatch, TimestampMillisecondArray};
+//! use edgeflow_engine::arrow::datatypes::{DataType, Field};
+//! use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
+//! use edgeflow_engine::{WatermarkPolicy, testing::run_collect};
+//!
+//! let schema = schema_with_event_time(
+//!     [Field::new("ts", timestamp_type(), false), Field::new("v", DataType::Float64, true)],
+//!     Some("ts"),
+//! );
+//! let rows = RecordBatch::try_new(
+//!     schema.clone(),
+//!     vec![
+//!         Arc::new(TimestampMillisecondArray::from(vec![1_000, 2_000]).with_timezone(UTC)),
+//!         Arc::new(Float64Array::from(vec![0.5, 1.5])),
+//!     ],
+//! )?;
+//! let (out, report) = run_collect(schema, vec![rows], WatermarkPolicy::default(), vec![], 2)?;
+//! assert_eq!(out.iter().map(RecordBatch::num_rows).sum::<usize>(), 2);
+//! assert_eq!(report.nodes[0].rows_out, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![forbid(missing_docs)]
 
 pub mod batch;
