@@ -13,9 +13,11 @@
 //! [`plan`] checks everything it can without touching the outside world and reports every
 //! problem at once.
 
+mod declare;
 pub mod diagnostic;
 pub mod document;
 pub mod explain;
+mod hints;
 pub mod plan;
 
 pub use diagnostic::{Diagnostic, Severity, render};

@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use edgeflow_connectors::{SinkConfig, SourceConfig};
 use edgeflow_engine::arrow::datatypes::SchemaRef;
-use edgeflow_engine::config::closest_name;
 use edgeflow_engine::{
     BoxError, DataflowOperator, Graph, NodeKind, NodeRole, OptionError, WatermarkPolicy,
 };
 use serde::Deserialize;
 
+use crate::declare::{Declared, check_top_level, declare_nodes, kind_names};
 use crate::diagnostic::Diagnostic;
 use crate::document::Document;
+use crate::hints::{hint_for, option_diagnostic};
 
 /// Settings from the `[pipeline]` table.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -123,13 +124,13 @@ impl Plan {
     }
 }
 
-const SECTIONS: [(&str, NodeRole); 3] = [
+pub(crate) const SECTIONS: [(&str, NodeRole); 3] = [
     ("sources", NodeRole::Source),
     ("operators", NodeRole::Operator),
     ("sinks", NodeRole::Sink),
 ];
 
-fn role_word(role: NodeRole) -> &'static str {
+pub(crate) fn role_word(role: NodeRole) -> &'static str {
     match role {
         NodeRole::Source => "source",
         NodeRole::Operator => "operator",
@@ -143,15 +144,6 @@ fn section_of(role: NodeRole) -> &'static str {
         NodeRole::Operator => "operators",
         NodeRole::Sink => "sinks",
     }
-}
-
-/// A node as declared, before its options are checked.
-struct Declared {
-    name: String,
-    role: NodeRole,
-    kind: String,
-    input_names: Vec<String>,
-    options: toml::Table,
 }
 
 /// Checks a query file and plans it.
@@ -174,223 +166,6 @@ pub fn plan(source: &str) -> Result<Plan, Vec<Diagnostic>> {
         nodes,
         warnings: diagnostics,
     })
-}
-
-fn check_top_level(document: &Document<'_>, diagnostics: &mut Vec<Diagnostic>) -> PipelineSettings {
-    const TOP: [&str; 4] = ["pipeline", "sources", "operators", "sinks"];
-    for key in document.values.keys() {
-        if !TOP.contains(&key.as_str()) {
-            diagnostics.push(
-                Diagnostic::error(
-                    format!("unknown section '{key}'"),
-                    document.key_span_of(&[key]),
-                )
-                .with_hint(hint_for(key, TOP.iter().copied(), "sections are")),
-            );
-        }
-    }
-    let Some(value) = document.values.get("pipeline") else {
-        return PipelineSettings::default();
-    };
-    let Some(table) = value.as_table() else {
-        diagnostics.push(Diagnostic::error(
-            "'pipeline' must be a table",
-            document.span_of(&["pipeline"]),
-        ));
-        return PipelineSettings::default();
-    };
-    match edgeflow_engine::parse_options::<PipelineSettings>(table.clone()) {
-        Ok(settings) => {
-            if settings.workers == Some(0) {
-                diagnostics.push(Diagnostic::error(
-                    "workers must be at least 1",
-                    document.span_of(&["pipeline", "workers"]),
-                ));
-            }
-            settings
-        }
-        Err(error) => {
-            diagnostics.push(option_diagnostic(
-                document,
-                &["pipeline"],
-                "[pipeline]",
-                error,
-                &["name", "workers"],
-            ));
-            PipelineSettings::default()
-        }
-    }
-}
-
-fn hint_for<'a>(
-    wrong: &str,
-    candidates: impl IntoIterator<Item = &'a str> + Clone,
-    what: &str,
-) -> Option<String> {
-    match closest_name(wrong, candidates.clone()) {
-        Some(best) => Some(format!("did you mean '{best}'?")),
-        None => {
-            let all: Vec<&str> = candidates.into_iter().collect();
-            Some(format!("{what}: {}", all.join(", ")))
-        }
-    }
-}
-
-fn kind_names(role: NodeRole) -> Vec<&'static str> {
-    match role {
-        NodeRole::Source => edgeflow_connectors::sources()
-            .iter()
-            .map(|k| k.name)
-            .collect(),
-        NodeRole::Operator => edgeflow_operators::operators()
-            .iter()
-            .map(|k| k.name)
-            .collect(),
-        NodeRole::Sink => edgeflow_connectors::sinks()
-            .iter()
-            .map(|k| k.name)
-            .collect(),
-    }
-}
-
-fn declare_nodes(document: &Document<'_>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Declared> {
-    let mut declared: Vec<Declared> = Vec::new();
-    let mut seen: HashMap<String, NodeRole> = HashMap::new();
-    for (section, role) in SECTIONS {
-        let Some(value) = document.values.get(section) else {
-            continue;
-        };
-        let Some(nodes) = value.as_table() else {
-            diagnostics.push(Diagnostic::error(
-                format!(
-                    "'{section}' must be a table of named {}s, like [{section}.my_{}]",
-                    role_word(role),
-                    role_word(role)
-                ),
-                document.span_of(&[section]),
-            ));
-            continue;
-        };
-        for (name, node) in nodes {
-            let at = |key: &str| document.span_of(&[section, name, key]);
-            let header = document.header_span(section, name);
-            let what = format!("{} '{name}'", role_word(role));
-            if let Some(previous) = seen.get(name) {
-                diagnostics.push(
-                    Diagnostic::error(
-                        format!(
-                            "{what}: the name '{name}' is already used by a {}",
-                            role_word(*previous)
-                        ),
-                        header.clone(),
-                    )
-                    .with_hint(Some(
-                        "node names must be unique across sources, operators and sinks".into(),
-                    )),
-                );
-                continue;
-            }
-            seen.insert(name.clone(), role);
-            let Some(table) = node.as_table() else {
-                diagnostics.push(Diagnostic::error(
-                    format!("{what} must be a table"),
-                    document.span_of(&[section, name]),
-                ));
-                continue;
-            };
-            let mut options = table.clone();
-            let kind = match options.remove("type") {
-                Some(toml::Value::String(kind)) => kind,
-                Some(other) => {
-                    diagnostics.push(Diagnostic::error(
-                        format!(
-                            "{what}: 'type' must be a string, found {}",
-                            other.type_str()
-                        ),
-                        at("type"),
-                    ));
-                    continue;
-                }
-                None => {
-                    diagnostics.push(
-                        Diagnostic::error(format!("{what} has no 'type'"), header).with_hint(Some(
-                            format!(
-                                "add type = \"...\"; {}s are: {}",
-                                role_word(role),
-                                kind_names(role).join(", ")
-                            ),
-                        )),
-                    );
-                    continue;
-                }
-            };
-            let input_names = match (role, options.remove("inputs")) {
-                (NodeRole::Source, None) => Vec::new(),
-                (NodeRole::Source, Some(_)) => {
-                    diagnostics.push(Diagnostic::error(
-                        format!("{what}: sources take no 'inputs'"),
-                        at("inputs"),
-                    ));
-                    Vec::new()
-                }
-                (_, None) => {
-                    diagnostics.push(
-                        Diagnostic::error(format!("{what} has no 'inputs'"), header).with_hint(
-                            Some("add inputs = [\"<name of a source or operator>\"]".into()),
-                        ),
-                    );
-                    continue;
-                }
-                (_, Some(toml::Value::Array(items))) => {
-                    let mut names = Vec::new();
-                    for (index, item) in items.iter().enumerate() {
-                        match item.as_str() {
-                            Some(input) => names.push(input.to_string()),
-                            None => diagnostics.push(Diagnostic::error(
-                                format!(
-                                    "{what}: each input must be a node name (a string), found {}",
-                                    item.type_str()
-                                ),
-                                document.span_of(&[section, name, "inputs", &index.to_string()]),
-                            )),
-                        }
-                    }
-                    if items.is_empty() {
-                        diagnostics.push(Diagnostic::error(
-                            format!("{what}: 'inputs' is empty"),
-                            at("inputs"),
-                        ));
-                    }
-                    names
-                }
-                (_, Some(toml::Value::String(single))) => {
-                    diagnostics.push(
-                        Diagnostic::error(format!("{what}: 'inputs' must be a list"), at("inputs"))
-                            .with_hint(Some(format!("write inputs = [\"{single}\"]"))),
-                    );
-                    continue;
-                }
-                (_, Some(other)) => {
-                    diagnostics.push(Diagnostic::error(
-                        format!(
-                            "{what}: 'inputs' must be a list of node names, found {}",
-                            other.type_str()
-                        ),
-                        at("inputs"),
-                    ));
-                    continue;
-                }
-            };
-            declared.push(Declared {
-                name: name.clone(),
-                role,
-                kind,
-                input_names,
-                options,
-            });
-        }
-    }
-    declared
 }
 
 /// Plans every declared node; `None` when any error stopped a node from planning.
@@ -751,95 +526,6 @@ fn plan_one(
     }
 }
 
-/// Turns an option error into a diagnostic pointing at the option, with serde's
-/// "unknown field" and "missing field" messages rewritten in our words.
-fn option_diagnostic(
-    document: &Document<'_>,
-    base: &[&str],
-    what: &str,
-    error: OptionError,
-    known: &[&str],
-) -> Diagnostic {
-    let mut error = error;
-    if let Some((wrong, _)) = parse_unknown_field(&error.message) {
-        // serde_path_to_error ends the path with the unknown key itself.
-        if error.path.last() == Some(&wrong) {
-            error.path.pop();
-        }
-    }
-    let mut path: Vec<&str> = base.to_vec();
-    path.extend(error.path.iter().map(String::as_str));
-    if let Some((wrong, expected)) = parse_unknown_field(&error.message) {
-        let mut key_path = path.clone();
-        key_path.push(&wrong);
-        let candidates: Vec<&str> = if expected.is_empty() {
-            known.to_vec()
-        } else {
-            expected.iter().map(String::as_str).collect()
-        };
-        let where_ = if error.path.is_empty() {
-            String::new()
-        } else {
-            format!(" in '{}'", error.path.join("."))
-        };
-        return Diagnostic::error(
-            format!("{what}: unknown option '{wrong}'{where_}"),
-            document.key_span_of(&key_path),
-        )
-        .with_hint(hint_for(&wrong, candidates.iter().copied(), "options are"));
-    }
-    if let Some(missing) = between(&error.message, "missing field `", "`") {
-        let span = if error.path.is_empty() {
-            document.header_span(base[0], base.get(1).copied().unwrap_or_default())
-        } else {
-            document.span_of(&path)
-        };
-        return Diagnostic::error(format!("{what}: missing required option '{missing}'"), span)
-            .with_hint(error.hint);
-    }
-    let location = if error.path.is_empty() {
-        String::new()
-    } else {
-        format!("{}: ", error.path.join("."))
-    };
-    let mut message = error.message.replace('`', "'");
-    // Some deserializers repeat the key at the end ("... in 'devices'"); the location is
-    // already shown.
-    if let Some(last) = error.path.last() {
-        let suffix = format!(" in '{last}'");
-        if message.ends_with(&suffix) {
-            message.truncate(message.len() - suffix.len());
-        }
-    }
-    let span = if error.path.is_empty() {
-        document
-            .header_span(base[0], base.get(1).copied().unwrap_or_default())
-            .or_else(|| document.span_of(base))
-    } else {
-        document.span_of(&path)
-    };
-    Diagnostic::error(format!("{what}: {location}{message}"), span).with_hint(error.hint)
-}
-
-fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
-    let from = text.find(start)? + start.len();
-    let to = text[from..].find(end)? + from;
-    Some(&text[from..to])
-}
-
-/// Recognises serde's "unknown field `x`, expected one of `a`, `b`" (or "expected `a`").
-fn parse_unknown_field(message: &str) -> Option<(String, Vec<String>)> {
-    let wrong = between(message, "unknown field `", "`")?.to_string();
-    let rest = &message[message.find("expected").unwrap_or(message.len())..];
-    let expected: Vec<String> = rest
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(str::to_string)
-        .collect();
-    Some((wrong, expected))
-}
-
 /// Counts of nodes by role, for summaries.
 pub fn count_by_role(plan: &Plan) -> BTreeMap<&'static str, usize> {
     let mut counts = BTreeMap::new();
@@ -847,24 +533,4 @@ pub fn count_by_role(plan: &Plan) -> BTreeMap<&'static str, usize> {
         *counts.entry(role_word(node.role)).or_insert(0) += 1;
     }
     counts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unknown_field_messages_are_recognised() {
-        let (wrong, expected) =
-            parse_unknown_field("unknown field `devcies`, expected one of `devices`, `rate`")
-                .unwrap();
-        assert_eq!(wrong, "devcies");
-        assert_eq!(expected, ["devices", "rate"]);
-        let (wrong, expected) = parse_unknown_field("unknown field `x`, expected `name`").unwrap();
-        assert_eq!(
-            (wrong.as_str(), expected.as_slice()),
-            ("x", ["name".to_string()].as_slice())
-        );
-        assert!(parse_unknown_field("invalid type").is_none());
-    }
 }
