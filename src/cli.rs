@@ -14,6 +14,7 @@ Examples:
   edgeflow run examples/quickstart.toml          run a pipeline until its input ends or Ctrl-C
   edgeflow validate pipeline.toml                check a query file; exit 0 when it is valid
   edgeflow explain pipeline.toml                 show the graph with each node's schema
+  edgeflow explain --format dot q.toml | dot -Tsvg > q.svg   draw it
   RUST_LOG=debug edgeflow run pipeline.toml      more detailed logs";
 
 /// Stream processing for IoT edge gateways: sensor streams in, windowed results out as
@@ -49,7 +50,21 @@ pub enum Command {
     Explain {
         /// The query file.
         file: PathBuf,
+        /// Output format: text, Graphviz dot (`| dot -Tsvg > graph.svg`), or Mermaid.
+        #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+        format: ExplainFormat,
     },
+}
+
+/// Formats of `edgeflow explain`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    /// Indented text.
+    Text,
+    /// A Graphviz digraph.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
 }
 
 /// Sets up `tracing` from `RUST_LOG` (default: edgeflow at info, everything else at warn).
@@ -83,13 +98,18 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
             println!("{}: valid ({})", file.display(), summary.join(", "));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Explain { file } => {
+        Command::Explain { file, format } => {
             let (plan, text) = match load(&file)? {
                 Ok(loaded) => loaded,
                 Err(code) => return Ok(code),
             };
             print_warnings(&plan, &file, &text);
-            print!("{}", edgeflow_queries::explain(&plan));
+            let rendered = match format {
+                ExplainFormat::Text => edgeflow_queries::explain(&plan),
+                ExplainFormat::Dot => edgeflow_queries::explain_dot(&plan),
+                ExplainFormat::Mermaid => edgeflow_queries::explain_mermaid(&plan),
+            };
+            print!("{rendered}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Run {

@@ -197,3 +197,59 @@ fn a_missing_query_file_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(1));
     assert_contains!(stderr, "cannot read query file 'no/such/query.toml'");
 }
+
+#[test]
+fn environment_variables_fill_in_string_values() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("in.csv"),
+        "device_id,ts,v\na,1717200000000,1.5\n",
+    )
+    .unwrap();
+    let text = r#"
+[sources.f]
+type = "file"
+path = "${EDGEFLOW_INPUT_DIR}/in.csv"
+schema = { device_id = "string", ts = "timestamp_ms", v = "float64" }
+
+[sinks.out]
+type = "stdout"
+inputs = ["f"]
+"#;
+    let path = write_query(dir.path(), "env.toml", text);
+    let (output, _, stderr) = run(edgeflow()
+        .arg("validate")
+        .arg(&path)
+        .env_remove("EDGEFLOW_INPUT_DIR"));
+    assert_eq!(output.status.code(), Some(2));
+    assert_contains!(
+        stderr,
+        "environment variable 'EDGEFLOW_INPUT_DIR' is not set"
+    );
+    assert_contains!(stderr, "env.toml:4:8");
+
+    let (output, stdout, stderr) = run(edgeflow()
+        .arg("run")
+        .arg(&path)
+        .arg("--no-status")
+        .env("EDGEFLOW_INPUT_DIR", dir.path()));
+    assert!(output.status.success(), "{stderr}");
+    assert_contains!(stdout, "\"device_id\":\"a\"");
+}
+
+#[test]
+fn explain_draws_dot_and_mermaid() {
+    let example = repo().join("examples/quickstart.toml");
+    let (output, stdout, _) = run(edgeflow()
+        .args(["explain", "--format", "dot"])
+        .arg(&example));
+    assert!(output.status.success());
+    assert!(stdout.starts_with("digraph \"quickstart\" {"), "{stdout}");
+    assert_contains!(stdout, "n2 -> n3;");
+    let (output, stdout, _) = run(edgeflow()
+        .args(["explain", "--format", "mermaid"])
+        .arg(&example));
+    assert!(output.status.success());
+    assert!(stdout.starts_with("flowchart LR"), "{stdout}");
+    assert_contains!(stdout, "n0 --> n1");
+}

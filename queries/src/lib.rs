@@ -16,10 +16,11 @@
 mod declare;
 pub mod diagnostic;
 pub mod document;
+pub mod env;
 pub mod explain;
 mod hints;
 pub mod plan;
 
 pub use diagnostic::{Diagnostic, Severity, render};
-pub use explain::explain;
-pub use plan::{BuildError, PipelineSettings, Plan, PlannedNode, plan};
+pub use explain::{explain, explain_dot, explain_mermaid};
+pub use plan::{BuildError, PipelineSettings, Plan, PlannedNode, plan, plan_with_env};

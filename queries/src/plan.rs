@@ -146,13 +146,29 @@ fn section_of(role: NodeRole) -> &'static str {
     }
 }
 
-/// Checks a query file and plans it.
+/// Checks a query file and plans it, taking `${VAR}` values from the process environment.
 ///
 /// # Errors
 /// Every error found (and the warnings), in file order.
 pub fn plan(source: &str) -> Result<Plan, Vec<Diagnostic>> {
-    let document = Document::parse(source)?;
+    plan_with_env(source, &|name| std::env::var(name).ok())
+}
+
+/// [`plan`] with environment variables looked up through `lookup` (for tests and embedders).
+///
+/// # Errors
+/// Every error found (and the warnings), in file order.
+pub fn plan_with_env(
+    source: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Plan, Vec<Diagnostic>> {
+    let mut document = Document::parse(source)?;
     let mut diagnostics = Vec::new();
+    for error in crate::env::interpolate(&mut document.values, lookup) {
+        let path: Vec<&str> = error.path.iter().map(String::as_str).collect();
+        diagnostics
+            .push(Diagnostic::error(error.message, document.span_of(&path)).with_hint(error.hint));
+    }
     let settings = check_top_level(&document, &mut diagnostics);
     let declared = declare_nodes(&document, &mut diagnostics);
     let planned = plan_nodes(&document, declared, &mut diagnostics);
