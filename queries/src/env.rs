@@ -48,18 +48,14 @@ fn walk(
     errors: &mut Vec<EnvError>,
 ) {
     match value {
-        toml::Value::String(text) => {
-            if text.contains('$') {
-                match substitute(text, lookup) {
-                    Ok(done) => *text = done,
-                    Err((message, hint)) => errors.push(EnvError {
-                        path: path.clone(),
-                        message,
-                        hint,
-                    }),
-                }
-            }
-        }
+        toml::Value::String(text) if text.contains('$') => match substitute(text, lookup) {
+            Ok(done) => *text = done,
+            Err((message, hint)) => errors.push(EnvError {
+                path: path.clone(),
+                message,
+                hint,
+            }),
+        },
         toml::Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
                 path.push(index.to_string());
