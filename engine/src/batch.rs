@@ -121,8 +121,13 @@ impl Batch {
 pub fn hash_key_columns(rows: &RecordBatch, key_columns: &[usize], hashes: &mut Vec<u64>) {
     hashes.clear();
     hashes.resize(rows.num_rows(), 0x9E37_79B9_7F4A_7C15);
-    let state =
-        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    // Fixed seeds: every worker and process of one build routes a key to the same place.
+    let state = ahash::RandomState::with_seeds(
+        0x243F_6A88_85A3_08D3,
+        0x1319_8A2E_0370_7344,
+        0xA409_3822_299F_31D0,
+        0x082E_FA98_EC4E_6C89,
+    );
     for &column in key_columns {
         let array = rows.column(column);
         hash_array_into(array, &state, hashes);
