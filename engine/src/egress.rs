@@ -1,6 +1,6 @@
 //! The bridge from timely workers out to tokio sink tasks.
 //!
-//! Every worker runs an [`egress_operator`] for each sink. It forwards each batch, and each
+//! Every worker runs an egress operator for each sink. It forwards each batch, and each
 //! advance of its input frontier (the watermark), into one bounded channel shared by all
 //! workers. When the channel is full the worker waits: a slow sink slows the dataflow rather
 //! than growing memory. When a worker's frontier becomes empty it drops its sender; once all

@@ -8,13 +8,13 @@
 //! # Implementing a node
 //!
 //! * A **source** implements [`Source`]: an async task that reads from the outside world and
-//!   pushes Arrow batches through its [`SourceContext`](crate::ingress::SourceContext). It runs
+//!   pushes Arrow batches through its [`SourceContext`]. It runs
 //!   once per pipeline, on tokio.
 //! * An **operator** implements [`DataflowOperator`]: given its input streams on one worker, it
 //!   adds timely operators and returns its output stream. It is built once per worker, so it
 //!   must be `Send + Sync` and keep its per-worker state inside the timely operator closures.
 //! * A **sink** implements [`Sink`]: an async task that receives every batch addressed to it
-//!   through a [`SinkInput`](crate::egress::SinkInput) and writes it out. It runs once per
+//!   through a [`SinkInput`] and writes it out. It runs once per
 //!   pipeline, on tokio.
 
 use std::fmt;

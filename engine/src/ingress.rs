@@ -5,7 +5,7 @@
 //! send, the context wakes the owning worker through a timely `SyncActivator`, so an idle
 //! worker parks instead of polling.
 //!
-//! On the worker, [`ingress_operator`] drains the channel, keeps the source's
+//! On the worker, the ingress operator drains the channel, keeps the source's
 //! [`WatermarkTracker`], and holds a capability at the current watermark: each batch leaves
 //! stamped with the watermark as it was *before* the batch, then the capability moves up.
 //! When the source task ends, the channel closes and the capability is dropped, which lets

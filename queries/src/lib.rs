@@ -10,7 +10,7 @@
 //! A query file has four sections: `[pipeline]` settings, and named nodes under `[sources.*]`,
 //! `[operators.*]` and `[sinks.*]`. Each node has a `type` (looked up in the connector and
 //! operator registries) and, unless it is a source, `inputs` naming the nodes it reads.
-//! [`plan`] checks everything it can without touching the outside world and reports every
+//! [`plan()`] checks everything it can without touching the outside world and reports every
 //! problem at once.
 
 mod declare;
