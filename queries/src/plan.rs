@@ -361,10 +361,9 @@ fn plan_nodes(
                 );
                 ok = false;
             }
-            Err(PlanFailure::Options(errors, known_options)) => {
-                let known: Vec<&str> = known_options.iter().map(String::as_str).collect();
+            Err(PlanFailure::Options(errors)) => {
                 for error in errors {
-                    diagnostics.push(option_diagnostic(document, &base, &what, error, &known));
+                    diagnostics.push(option_diagnostic(document, &base, &what, error, &[]));
                 }
                 ok = false;
             }
@@ -468,7 +467,7 @@ fn describe_cycle(
 
 enum PlanFailure {
     UnknownKind,
-    Options(Vec<OptionError>, Vec<String>),
+    Options(Vec<OptionError>),
 }
 
 fn plan_one(
@@ -481,11 +480,9 @@ fn plan_one(
                 .iter()
                 .find(|k| k.name == decl.kind)
                 .ok_or(PlanFailure::UnknownKind)?;
-            let config = (kind.parse)(decl.options.clone())
-                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
-            let schema = config
-                .schema()
-                .map_err(|e| PlanFailure::Options(e, Vec::new()))?;
+            let config =
+                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
+            let schema = config.schema().map_err(|e| PlanFailure::Options(e))?;
             let watermark = config.watermark();
             Ok(Some((schema, Component::Source { config, watermark })))
         }
@@ -494,14 +491,14 @@ fn plan_one(
                 .iter()
                 .find(|k| k.name == decl.kind)
                 .ok_or(PlanFailure::UnknownKind)?;
-            let config = (kind.parse)(decl.options.clone())
-                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
+            let config =
+                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
             let Some(input_schemas) = input_schemas else {
                 return Ok(None);
             };
             let operator = config
                 .plan(&input_schemas)
-                .map_err(|e| PlanFailure::Options(e, Vec::new()))?;
+                .map_err(|e| PlanFailure::Options(e))?;
             Ok(Some((
                 operator.output_schema(),
                 Component::Operator(operator),
@@ -512,8 +509,8 @@ fn plan_one(
                 .iter()
                 .find(|k| k.name == decl.kind)
                 .ok_or(PlanFailure::UnknownKind)?;
-            let config = (kind.parse)(decl.options.clone())
-                .map_err(|e| PlanFailure::Options(vec![e], Vec::new()))?;
+            let config =
+                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
             let Some(input_schemas) = input_schemas else {
                 return Ok(None);
             };
@@ -529,7 +526,7 @@ fn plan_one(
             }
             errors.extend(config.check(&first));
             if !errors.is_empty() {
-                return Err(PlanFailure::Options(errors, Vec::new()));
+                return Err(PlanFailure::Options(errors));
             }
             Ok(Some((
                 first.clone(),
