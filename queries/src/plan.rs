@@ -482,7 +482,7 @@ fn plan_one(
                 .ok_or(PlanFailure::UnknownKind)?;
             let config =
                 (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
-            let schema = config.schema().map_err(|e| PlanFailure::Options(e))?;
+            let schema = config.schema().map_err(PlanFailure::Options)?;
             let watermark = config.watermark();
             Ok(Some((schema, Component::Source { config, watermark })))
         }
@@ -496,9 +496,7 @@ fn plan_one(
             let Some(input_schemas) = input_schemas else {
                 return Ok(None);
             };
-            let operator = config
-                .plan(&input_schemas)
-                .map_err(|e| PlanFailure::Options(e))?;
+            let operator = config.plan(&input_schemas).map_err(PlanFailure::Options)?;
             Ok(Some((
                 operator.output_schema(),
                 Component::Operator(operator),
