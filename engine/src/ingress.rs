@@ -29,10 +29,12 @@ use crate::metrics::NodeMetrics;
 use crate::schema::{event_time_column, max_event_time};
 use crate::time::{EventTime, WatermarkPolicy, WatermarkTracker};
 
-/// A batch on its way in, with the largest event time it holds.
+/// A batch on its way in, with the largest event time it holds; or (with no rows) an
+/// explicit watermark advance.
 pub(crate) struct IngressBatch {
-    rows: RecordBatch,
+    rows: Option<RecordBatch>,
     max_event_time: Option<EventTime>,
+    watermark: Option<EventTime>,
 }
 
 /// The pipeline is stopping: the batch was not taken.
@@ -226,6 +228,25 @@ impl SourceContext {
         Ok(())
     }
 
+    /// Moves the source's watermark to at least `watermark`: the source promises that rows
+    /// older than it are no longer on time. Sources whose input carries watermarks (test
+    /// fixtures, replays of recorded watermarks) use this; most sources let the engine derive
+    /// the watermark from event times.
+    ///
+    /// # Errors
+    /// [`Stopped`] when the dataflow no longer takes input.
+    pub async fn advance_watermark(&self, watermark: EventTime) -> Result<(), Stopped> {
+        let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
+        let message = IngressBatch {
+            rows: None,
+            max_event_time: None,
+            watermark: Some(watermark),
+        };
+        channel.send(message).await.map_err(|_| Stopped)?;
+        self.wake_worker();
+        Ok(())
+    }
+
     fn prepare(&self, rows: RecordBatch) -> Option<IngressBatch> {
         let mut rows = rows;
         let max_event_time = match self.event_time_column {
@@ -247,8 +268,9 @@ impl SourceContext {
         }
         self.metrics.add_rows_out(rows.num_rows());
         Some(IngressBatch {
-            rows,
+            rows: Some(rows),
             max_event_time,
+            watermark: None,
         })
     }
 
@@ -277,12 +299,28 @@ pub struct TestReceiver {
 impl TestReceiver {
     /// The next batch, or `None` once the source is done and dropped its context.
     pub async fn recv(&mut self) -> Option<RecordBatch> {
-        self.receiver.recv().await.map(|b| b.rows)
+        loop {
+            match self.receiver.recv().await {
+                Some(IngressBatch {
+                    rows: Some(rows), ..
+                }) => return Some(rows),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
     }
 
     /// Blocking form of [`Self::recv`].
     pub fn blocking_recv(&mut self) -> Option<RecordBatch> {
-        self.receiver.blocking_recv().map(|b| b.rows)
+        loop {
+            match self.receiver.blocking_recv() {
+                Some(IngressBatch {
+                    rows: Some(rows), ..
+                }) => return Some(rows),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
     }
 }
 
@@ -333,11 +371,17 @@ pub(crate) fn ingress_operator<'scope>(
                         drained += 1;
                         // Stamp with the watermark before this batch: rows the batch itself
                         // makes "old" are still on time for windows that are open.
-                        output
-                            .session_with_builder(&current.capability)
-                            .give_container(&mut Batch::new(batch.rows));
+                        if let Some(rows) = batch.rows {
+                            output
+                                .session_with_builder(&current.capability)
+                                .give_container(&mut Batch::new(rows));
+                        }
                         if let Some(max) = batch.max_event_time {
                             let watermark = current.tracker.observe(max, Instant::now());
+                            advance(&mut current.capability, watermark, &metrics);
+                        }
+                        if let Some(explicit) = batch.watermark {
+                            let watermark = current.tracker.advance_to(explicit, Instant::now());
                             advance(&mut current.capability, watermark, &metrics);
                         }
                     }

@@ -105,6 +105,16 @@ impl WatermarkTracker {
         self.watermark
     }
 
+    /// Moves the watermark to at least `watermark` (an explicit promise from the source);
+    /// returns the new watermark. Counts as progress for the idle rule.
+    pub fn advance_to(&mut self, watermark: EventTime, now: Instant) -> EventTime {
+        self.last_progress = now;
+        self.idle_base = None;
+        self.watermark = self.watermark.max(watermark);
+        self.max_event_time = Some(self.max_event_time.map_or(watermark, |m| m.max(watermark)));
+        self.watermark
+    }
+
     /// Applies the idle rule at `now`; returns the (possibly advanced) watermark.
     ///
     /// Nothing moves before the first row: with no event time seen, there is no clock to
@@ -179,6 +189,17 @@ mod tests {
             tracker.observe(100_500, start + Duration::from_secs(9)),
             102_000
         );
+    }
+
+    #[test]
+    fn explicit_advance_moves_forward_only() {
+        let mut tracker = WatermarkTracker::new(policy(1_000, None));
+        let now = Instant::now();
+        assert_eq!(tracker.advance_to(5_000, now), 5_000);
+        assert_eq!(tracker.advance_to(4_000, now), 5_000);
+        // Rows behind an explicit watermark do not pull it back.
+        assert_eq!(tracker.observe(5_500, now), 5_000);
+        assert_eq!(tracker.observe(9_000, now), 8_000);
     }
 
     #[test]
