@@ -13,6 +13,7 @@ const EXAMPLES: &str = "\
 Examples:
   edgeflow run examples/quickstart.toml          run a pipeline until its input ends or Ctrl-C
   edgeflow validate pipeline.toml                check a query file; exit 0 when it is valid
+  edgeflow test pipeline.toml                    run its [[tests]] with fixture inputs
   edgeflow explain pipeline.toml                 show the graph with each node's schema
   edgeflow explain --format dot q.toml | dot -Tsvg > q.svg   draw it
   RUST_LOG=debug edgeflow run pipeline.toml      more detailed logs";
@@ -45,6 +46,15 @@ pub enum Command {
     Validate {
         /// The query file.
         file: PathBuf,
+    },
+    /// Run the tests of a query file (`[[tests]]` in it, or in `<name>.test.toml` beside it)
+    /// with fixture inputs in simulated event time. Exit 0 when all pass, 1 otherwise.
+    Test {
+        /// The query file.
+        file: PathBuf,
+        /// Dataflow worker threads for each test run.
+        #[arg(long, short = 'w', default_value_t = 2)]
+        workers: usize,
     },
     /// Show the planned graph with each node's output schema.
     Explain {
@@ -111,6 +121,47 @@ pub fn execute(cli: Cli) -> Result<ExitCode> {
             };
             print!("{rendered}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Test { file, workers } => {
+            let (plan, text) = match load(&file)? {
+                Ok(loaded) => loaded,
+                Err(code) => return Ok(code),
+            };
+            print_warnings(&plan, &file, &text);
+            drop(plan);
+            anyhow::ensure!(workers > 0, "--workers must be at least 1");
+            let tests = edgeflow_queries::fixture::load_tests(&file, &text)
+                .map_err(|error| anyhow::anyhow!("invalid tests: {error}"))?;
+            if tests.is_empty() {
+                eprintln!(
+                    "{}: no tests (add [[tests]] to it or to a sibling .test.toml)",
+                    file.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            let outcomes = edgeflow_queries::fixture::run_tests(&text, &tests, workers);
+            let mut failed = 0;
+            for outcome in &outcomes {
+                if outcome.failures.is_empty() {
+                    println!("test {} ... ok", outcome.name);
+                } else {
+                    failed += 1;
+                    println!("test {} ... FAILED", outcome.name);
+                    for failure in &outcome.failures {
+                        println!("    {failure}");
+                    }
+                }
+            }
+            println!(
+                "\n{}: {} passed, {failed} failed",
+                file.display(),
+                outcomes.len() - failed
+            );
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Run {
             file,

@@ -26,7 +26,8 @@ fn every_example_validates() {
     let mut checked = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
+        let is_test_file = path.to_string_lossy().ends_with(".test.toml");
+        if path.extension().is_some_and(|e| e == "toml") && !is_test_file {
             let (output, stdout, stderr) = run(edgeflow().arg("validate").arg(&path));
             assert!(
                 output.status.success(),
@@ -252,4 +253,48 @@ fn explain_draws_dot_and_mermaid() {
     assert!(output.status.success());
     assert!(stdout.starts_with("flowchart LR"), "{stdout}");
     assert_contains!(stdout, "n0 --> n1");
+}
+
+#[test]
+fn every_example_with_tests_passes_them() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.to_string_lossy().into_owned();
+        if let Some(query) = name.strip_suffix(".test.toml") {
+            let query = format!("{query}.toml");
+            for workers in ["1", "2"] {
+                let (output, stdout, stderr) =
+                    run(edgeflow().args(["test", "--workers", workers]).arg(&query));
+                assert!(output.status.success(), "{query}:\n{stdout}{stderr}");
+                assert_contains!(stdout, " passed, 0 failed");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn a_failing_pipeline_test_shows_a_diff_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let query = std::fs::read_to_string(repo().join("examples/quickstart.toml")).unwrap();
+    let tests = r#"
+[[tests]]
+name = "wrong expectation"
+[[tests.input.sensors]]
+rows = [{ device_id = "a", ts = "2024-06-01T00:00:01Z", temperature = 20.0 }]
+[[tests.expect]]
+node = "per_10s"
+rows = [{ device_id = "a", n = 2 }]
+dropped = { late = 1 }
+"#;
+    let path = write_query(dir.path(), "q.toml", &format!("{query}\n{tests}"));
+    let (output, stdout, _) = run(edgeflow().arg("test").arg(&path));
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_contains!(stdout, "test wrong expectation ... FAILED");
+    assert_contains!(stdout, "- { device_id = \"a\", n = 2 }");
+    assert_contains!(stdout, "+ { device_id = \"a\", n = 1 }");
+    assert_contains!(stdout, "expected 1 rows dropped as 'late', got 0");
+    assert_contains!(stdout, "0 passed, 1 failed");
 }

@@ -23,7 +23,8 @@ pub(crate) fn check_top_level(
     document: &Document<'_>,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> PipelineSettings {
-    const TOP: [&str; 4] = ["pipeline", "sources", "operators", "sinks"];
+    // `tests` holds `edgeflow test` cases (see `fixture`); planning ignores it.
+    const TOP: [&str; 5] = ["pipeline", "sources", "operators", "sinks", "tests"];
     for key in document.values.keys() {
         if !TOP.contains(&key.as_str()) {
             diagnostics.push(

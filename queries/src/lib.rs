@@ -18,6 +18,7 @@ pub mod diagnostic;
 pub mod document;
 pub mod env;
 pub mod explain;
+pub mod fixture;
 mod hints;
 pub mod plan;
 

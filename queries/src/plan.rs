@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use edgeflow_connectors::{SinkConfig, SourceConfig};
 use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::testing::CollectSink;
 use edgeflow_engine::{
-    BoxError, DataflowOperator, Graph, NodeKind, NodeRole, OptionError, WatermarkPolicy,
+    BoxError, DataflowOperator, EngineError, Graph, NodeKind, NodeRole, OptionError,
+    WatermarkPolicy,
 };
 use serde::Deserialize;
 
@@ -82,6 +84,57 @@ pub struct BuildError {
 }
 
 impl Plan {
+    /// The graph `edgeflow test` runs: every source replaced by the one `make_source` returns
+    /// for it, every sink by a collecting sink, and a collecting sink added behind each node
+    /// named in `taps`. Nothing touches the outside world.
+    ///
+    /// Returns the graph and the collectors by node name (a sink's collector holds what the
+    /// sink would have written).
+    pub(crate) fn into_test_graph(
+        self,
+        make_source: &mut dyn FnMut(&str, &SchemaRef) -> Box<dyn edgeflow_engine::Source>,
+        taps: &[String],
+    ) -> Result<(Graph, Vec<(String, CollectSink)>), EngineError> {
+        let mut graph = Graph::new(self.settings.name.clone());
+        let mut collectors = Vec::new();
+        // Tap sinks shift graph indices, so map plan indices to graph indices.
+        let mut graph_index: Vec<usize> = Vec::with_capacity(self.nodes.len());
+        for node in self.nodes {
+            let kind = match node.component {
+                Component::Source { watermark, .. } => NodeKind::Source {
+                    source: make_source(&node.name, &node.schema),
+                    schema: node.schema.clone(),
+                    watermark,
+                },
+                Component::Operator(operator) => NodeKind::Operator(operator),
+                Component::Sink { .. } => {
+                    let sink = CollectSink::new();
+                    collectors.push((node.name.clone(), sink.clone()));
+                    NodeKind::Sink {
+                        sink: Box::new(sink),
+                    }
+                }
+            };
+            let is_sink = matches!(kind, NodeKind::Sink { .. });
+            let inputs = node.inputs.iter().map(|&i| graph_index[i]).collect();
+            let added = graph.add(node.name.clone(), inputs, kind)?;
+            graph_index.push(added);
+            if !is_sink && taps.contains(&node.name) {
+                let sink = CollectSink::new();
+                collectors.push((node.name.clone(), sink.clone()));
+                let tap = format!("{} (test tap)", node.name);
+                graph.add(
+                    tap,
+                    vec![added],
+                    NodeKind::Sink {
+                        sink: Box::new(sink),
+                    },
+                )?;
+            }
+        }
+        Ok((graph, collectors))
+    }
+
     /// Creates the running sources and sinks and returns the engine graph.
     ///
     /// # Errors
