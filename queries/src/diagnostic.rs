@@ -121,11 +121,22 @@ pub fn render(diagnostics: &[Diagnostic], path: &str, source: &str, color: bool)
     out
 }
 
+/// Keeps a span inside `source` and on character boundaries, and widens an empty span to
+/// the character it points at (a renderer needs something to underline).
 fn clamp_span(source: &str, span: Range<usize>) -> Range<usize> {
-    let start = span.start.min(source.len());
-    let end = span.end.clamp(start, source.len());
-    if start == end && start < source.len() {
-        return start..(start + 1).min(source.len());
+    let mut start = span.start.min(source.len());
+    while !source.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = span.end.clamp(start, source.len());
+    while !source.is_char_boundary(end) {
+        end += 1;
+    }
+    if start == end {
+        end = source[start..]
+            .chars()
+            .next()
+            .map_or(end, |c| start + c.len_utf8());
     }
     start..end
 }
@@ -147,6 +158,15 @@ impl fmt::Display for Diagnostic {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spans_land_on_character_boundaries() {
+        let source = "a = 'Ⱥ'";
+        let inside = source.find('Ⱥ').unwrap() + 1;
+        assert_eq!(clamp_span(source, inside..inside), 5..7);
+        assert_eq!(clamp_span(source, 0..100), 0..source.len());
+        assert_eq!(clamp_span("", 3..4), 0..0);
+    }
 
     #[test]
     fn line_col_is_one_based() {
