@@ -200,7 +200,15 @@ pub fn run(
     let plan = Arc::new(plan);
     let workers = options.workers;
     let config = timely::Config::process(workers);
+    // A worker that panics leaves its peers waiting for progress that never comes, so
+    // joining the workers would hang. Each worker carries a guard that, while unwinding,
+    // reports the panic; the run then stops waiting and fails instead of hanging.
+    let (panic_sender, mut panic_receiver) = mpsc::unbounded_channel::<usize>();
     let guards = timely::execute(config, move |worker| {
+        let _guard = PanicReporter {
+            worker: worker.index(),
+            sender: panic_sender.clone(),
+        };
         let plan = plan.clone();
         worker.dataflow::<EventTime, _, _>(|scope| build_worker_dataflow(scope, &plan, workers));
         while worker.step_or_park(None) {}
@@ -209,8 +217,18 @@ pub fn run(
 
     let worker_results = runtime.block_on(async {
         let joined = tokio::task::spawn_blocking(move || guards.join());
-        joined.await
+        tokio::select! {
+            joined = joined => Some(joined),
+            Some(_) = panic_receiver.recv() => None,
+        }
     });
+    let Some(worker_results) = worker_results else {
+        shutdown.trigger();
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return Err(EngineError::Worker(
+            "a dataflow worker panicked (its message is above); the pipeline was stopped".into(),
+        ));
+    };
 
     let mut first_error: Option<EngineError> = None;
     match worker_results {
@@ -269,6 +287,24 @@ pub fn run(
         elapsed: started.elapsed(),
         interrupted,
     })
+}
+
+/// Reports its worker's panic when dropped during unwinding.
+struct PanicReporter {
+    worker: usize,
+    sender: mpsc::UnboundedSender<usize>,
+}
+
+impl Drop for PanicReporter {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            error!(
+                worker = self.worker,
+                "Dataflow worker panicked; stopping the pipeline"
+            );
+            let _ = self.sender.send(self.worker);
+        }
+    }
 }
 
 fn join_error(join: tokio::task::JoinError) -> BoxError {

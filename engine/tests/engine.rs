@@ -122,3 +122,50 @@ fn every_row_reaches_the_sink_on_one_and_two_workers() {
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
 }
+
+/// Panics on its first batch: stands for a bug in an operator.
+#[derive(Debug)]
+struct Panicking {
+    schema: SchemaRef,
+}
+
+impl DataflowOperator for Panicking {
+    fn output_schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn build<'scope>(
+        &self,
+        inputs: Vec<BatchStream<'scope>>,
+        _ctx: &OperatorContext,
+    ) -> BatchStream<'scope> {
+        let input = inputs.into_iter().next().unwrap();
+        input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(
+            key_exchange(vec![0]),
+            "Panicking",
+            move |_cap, _info| {
+                move |input, _output| {
+                    input.for_each(|_time, _data| panic!("deliberate test panic"));
+                }
+            },
+        )
+    }
+}
+
+#[test]
+fn a_panicking_worker_fails_the_run_instead_of_hanging() {
+    let batches = (0..20)
+        .map(|i| batch(&["a", "b", "c", "d"], &[i, i + 1, i + 2, i + 3]))
+        .collect();
+    let started = std::time::Instant::now();
+    let result = run_collect(
+        schema(),
+        batches,
+        WatermarkPolicy::default(),
+        vec![Arc::new(Panicking { schema: schema() })],
+        2,
+    );
+    let error = result.expect_err("the run fails");
+    assert!(error.to_string().contains("panicked"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
