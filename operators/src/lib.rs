@@ -29,6 +29,7 @@ use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError};
 
 pub mod clean;
+pub mod expr;
 mod fields;
 pub mod options;
 pub mod window;
