@@ -7,6 +7,8 @@
 //! # Tour
 //!
 //! * [`clean`]: drops rows with missing or out-of-range readings (row-local, no exchange).
+//! * [`filter`]: keeps rows for which a boolean [`expr`] expression is true (row-local).
+//! * [`derive`]: adds or replaces columns computed from [`expr`] expressions (row-local).
 //! * [`window`]: tumbling event-time windows with per-key aggregates (keys exchanged across
 //!   workers, state held per open window and key).
 //!
@@ -29,8 +31,10 @@ use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError};
 
 pub mod clean;
+pub mod derive;
 pub mod expr;
 mod fields;
+pub mod filter;
 pub mod options;
 pub mod window;
 
@@ -57,7 +61,7 @@ pub struct OperatorKind {
 
 /// Every operator kind, sorted by name.
 pub fn operators() -> &'static [OperatorKind] {
-    &[clean::KIND, window::KIND]
+    &[clean::KIND, derive::KIND, filter::KIND, window::KIND]
 }
 
 #[cfg(test)]
@@ -71,6 +75,6 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(names, sorted);
-        assert_eq!(names, ["clean", "window"]);
+        assert_eq!(names, ["clean", "derive", "filter", "window"]);
     }
 }

@@ -34,8 +34,9 @@
 //! A window is emitted once the watermark reaches its end, that is when no on-time row for
 //! it can arrive any more. A row that arrives in a batch whose watermark is already at or past
 //! its window's end is *late*: it is dropped and counted as `late`. Rows without an event
-//! time are counted as `missing_event_time`. Allowed lateness and a side output for late rows
-//! come later.
+//! time are counted as `missing_event_time`. Late rows also leave through the side output
+//! `late` (read it as `"<operator>.late"` in a query file), unchanged, so a sink can keep
+//! them; allowed lateness comes later.
 //!
 //! # Layout
 //!
@@ -89,6 +90,7 @@ impl WindowConfig {
         let plan = self.plan_window(inputs)?;
         Ok(TumblingWindow {
             plan: Arc::new(plan),
+            input_schema: inputs[0].clone(),
         })
     }
 }
