@@ -5,9 +5,11 @@
 //!
 //! * `util`: the sensor schema, row builders, and helpers that read output back as values;
 //! * `clean`: the `clean` operator end to end, with drop counts by reason;
+//! * `expressions`: `filter` and `derive` end to end, and an ignored `filter` throughput test;
 //! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
 //!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers.
 
 mod clean;
+mod expressions;
 mod util;
 mod window;
