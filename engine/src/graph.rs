@@ -89,6 +89,23 @@ pub trait DataflowOperator: Send + Sync + fmt::Debug + 'static {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> BatchStream<'scope>;
+
+    /// Named side outputs with their schemas, such as a window's `late` rows. A query file
+    /// reads one as `"<operator>.<name>"`. Default: none.
+    fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
+        Vec::new()
+    }
+
+    /// Adds the operator and returns its main output followed by one stream per entry of
+    /// [`Self::side_outputs`], in that order. Operators with side outputs implement this (and
+    /// `build` as its first stream); the default is `build` alone.
+    fn build_with_side_outputs<'scope>(
+        &self,
+        inputs: Vec<BatchStream<'scope>>,
+        ctx: &OperatorContext,
+    ) -> Vec<BatchStream<'scope>> {
+        vec![self.build(inputs, ctx)]
+    }
 }
 
 /// One node of a [`Graph`].
@@ -114,6 +131,13 @@ pub enum NodeKind {
     },
     /// Transforms batches inside the dataflow.
     Operator(Arc<dyn DataflowOperator>),
+    /// One side output of the operator that is this node's only input.
+    SideOutput {
+        /// Position in the operator's `side_outputs()` (0 for the first).
+        index: usize,
+        /// Schema of its rows.
+        schema: SchemaRef,
+    },
     /// Writes batches to the outside world.
     Sink {
         /// The running component.
@@ -126,6 +150,7 @@ impl fmt::Debug for Node {
         let kind = match &self.kind {
             NodeKind::Source { .. } => "source",
             NodeKind::Operator(_) => "operator",
+            NodeKind::SideOutput { .. } => "side output",
             NodeKind::Sink { .. } => "sink",
         };
         f.debug_struct("Node")
@@ -175,6 +200,13 @@ impl Graph {
         if is_source != inputs.is_empty() {
             return Err(EngineError::Internal(format!(
                 "node '{name}': sources take no inputs and other nodes need at least one"
+            )));
+        }
+        if let NodeKind::SideOutput { .. } = kind
+            && (inputs.len() != 1 || !matches!(self.nodes[inputs[0]].kind, NodeKind::Operator(_)))
+        {
+            return Err(EngineError::Internal(format!(
+                "side output '{name}' must read exactly one operator"
             )));
         }
         if let Some(&input) = inputs

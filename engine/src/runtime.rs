@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
-use timely::dataflow::operators::Concatenate;
+use timely::dataflow::operators::{Concatenate, Inspect};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
@@ -72,6 +72,9 @@ pub struct RunReport {
 }
 
 enum WorkerNode {
+    SideOutput {
+        index: usize,
+    },
     Source {
         slot: Arc<IngressSlot>,
         policy: WatermarkPolicy,
@@ -121,7 +124,7 @@ pub fn run(
     for node in graph.nodes {
         let role = match node.kind {
             NodeKind::Source { .. } => NodeRole::Source,
-            NodeKind::Operator(_) => NodeRole::Operator,
+            NodeKind::Operator(_) | NodeKind::SideOutput { .. } => NodeRole::Operator,
             NodeKind::Sink { .. } => NodeRole::Sink,
         };
         let node_metrics = metrics.node(&node.name, role);
@@ -153,6 +156,10 @@ pub fn run(
             NodeKind::Operator(operator) => {
                 schemas.push(Some(operator.output_schema()));
                 WorkerNode::Operator(operator)
+            }
+            NodeKind::SideOutput { index, schema } => {
+                schemas.push(Some(schema));
+                WorkerNode::SideOutput { index }
             }
             NodeKind::Sink { sink } => {
                 let schema = node
@@ -320,25 +327,31 @@ fn build_worker_dataflow(
     plan: &WorkerPlan,
     workers: usize,
 ) {
-    let mut streams: Vec<Option<BatchStream<'_>>> = Vec::with_capacity(plan.nodes.len());
+    // Each node's outputs: the main stream first, then an operator's side outputs.
+    let mut streams: Vec<Vec<BatchStream<'_>>> = Vec::with_capacity(plan.nodes.len());
     for (name, inputs, metrics, node) in &plan.nodes {
         let input_streams: Vec<BatchStream<'_>> = inputs
             .iter()
-            .map(|&i| streams[i].clone().expect("inputs are sources or operators"))
+            .map(|&i| {
+                streams[i]
+                    .first()
+                    .cloned()
+                    .expect("inputs are sources or operators")
+            })
             .collect();
         let output = match node {
             WorkerNode::Source {
                 slot,
                 policy,
                 owner,
-            } => Some(ingress_operator(
+            } => vec![ingress_operator(
                 scope,
                 name,
                 slot.clone(),
                 *policy,
                 metrics.clone(),
                 scope.index() == *owner,
-            )),
+            )],
             WorkerNode::Operator(operator) => {
                 let ctx = OperatorContext {
                     name: name.clone(),
@@ -346,7 +359,25 @@ fn build_worker_dataflow(
                     worker_index: scope.index(),
                     workers,
                 };
-                Some(operator.build(input_streams, &ctx))
+                let outputs = operator.build_with_side_outputs(input_streams, &ctx);
+                assert_eq!(
+                    outputs.len(),
+                    1 + operator.side_outputs().len(),
+                    "operator '{name}' built a different number of side outputs than it declares: \
+                     this is a bug, please report it"
+                );
+                outputs
+            }
+            WorkerNode::SideOutput { index } => {
+                let parent = &streams[inputs[0]];
+                let metrics = metrics.clone();
+                let stream = parent[1 + index].clone().inspect_core(move |event| {
+                    if let Ok((_, batch)) = event {
+                        metrics.add_rows_in(batch.num_rows());
+                        metrics.add_rows_out(batch.num_rows());
+                    }
+                });
+                vec![stream]
             }
             WorkerNode::Sink { senders } => {
                 let sender = senders
@@ -360,7 +391,7 @@ fn build_worker_dataflow(
                     scope.concatenate(input_streams)
                 };
                 egress_operator(stream, name, sender, metrics.clone());
-                None
+                Vec::new()
             }
         };
         streams.push(output);

@@ -156,11 +156,14 @@ fn run_one(query: &str, test: &TestCase, workers: usize) -> Vec<String> {
         Err(diagnostics) => return diagnostics.iter().map(ToString::to_string).collect(),
     };
     let mut failures = Vec::new();
-    let schemas: BTreeMap<String, SchemaRef> = plan
+    let mut schemas: BTreeMap<String, SchemaRef> = plan
         .nodes
         .iter()
         .map(|n| (n.name.clone(), n.schema.clone()))
         .collect();
+    // Side outputs (`per_10s.late`) can be expected even when no node of the pipeline reads
+    // them.
+    schemas.extend(plan.side_outputs());
     let sources: Vec<String> = plan
         .nodes
         .iter()

@@ -34,6 +34,10 @@ pub struct PipelineSettings {
 }
 
 enum Component {
+    SideOutput {
+        index: usize,
+        schema: SchemaRef,
+    },
     Source {
         config: Box<dyn SourceConfig>,
         watermark: WatermarkPolicy,
@@ -84,6 +88,20 @@ pub struct BuildError {
 }
 
 impl Plan {
+    /// Every side output of every operator as `("op.port", schema)`, whether or not a node
+    /// of the pipeline reads it.
+    pub fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
+        let mut out = Vec::new();
+        for node in &self.nodes {
+            if let Component::Operator(operator) = &node.component {
+                for (port, schema) in operator.side_outputs() {
+                    out.push((format!("{}.{port}", node.name), schema));
+                }
+            }
+        }
+        out
+    }
+
     /// The graph `edgeflow test` runs: every source replaced by the one `make_source` returns
     /// for it, every sink by a collecting sink, and a collecting sink added behind each node
     /// named in `taps`. Nothing touches the outside world.
@@ -99,6 +117,7 @@ impl Plan {
         let mut collectors = Vec::new();
         // Tap sinks shift graph indices, so map plan indices to graph indices.
         let mut graph_index: Vec<usize> = Vec::with_capacity(self.nodes.len());
+        let planned_names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         for node in self.nodes {
             let kind = match node.component {
                 Component::Source { watermark, .. } => NodeKind::Source {
@@ -107,6 +126,7 @@ impl Plan {
                     watermark,
                 },
                 Component::Operator(operator) => NodeKind::Operator(operator),
+                Component::SideOutput { index, schema } => NodeKind::SideOutput { index, schema },
                 Component::Sink { .. } => {
                     let sink = CollectSink::new();
                     collectors.push((node.name.clone(), sink.clone()));
@@ -116,9 +136,33 @@ impl Plan {
                 }
             };
             let is_sink = matches!(kind, NodeKind::Sink { .. });
+            let side_outputs = match &kind {
+                NodeKind::Operator(operator) => operator.side_outputs(),
+                _ => Vec::new(),
+            };
             let inputs = node.inputs.iter().map(|&i| graph_index[i]).collect();
             let added = graph.add(node.name.clone(), inputs, kind)?;
             graph_index.push(added);
+            // Side outputs the pipeline does not read but a test expects rows from.
+            for (index, (port, schema)) in side_outputs.into_iter().enumerate() {
+                let name = format!("{}.{port}", node.name);
+                if taps.contains(&name) && !planned_names.contains(&name) {
+                    let side = graph.add(
+                        name.clone(),
+                        vec![added],
+                        NodeKind::SideOutput { index, schema },
+                    )?;
+                    let sink = CollectSink::new();
+                    collectors.push((name.clone(), sink.clone()));
+                    graph.add(
+                        format!("{name} (test tap)"),
+                        vec![side],
+                        NodeKind::Sink {
+                            sink: Box::new(sink),
+                        },
+                    )?;
+                }
+            }
             if !is_sink && taps.contains(&node.name) {
                 let sink = CollectSink::new();
                 collectors.push((node.name.clone(), sink.clone()));
@@ -154,6 +198,7 @@ impl Plan {
                     })?,
                 },
                 Component::Operator(operator) => NodeKind::Operator(operator),
+                Component::SideOutput { index, schema } => NodeKind::SideOutput { index, schema },
                 Component::Sink {
                     config,
                     input_schema,
@@ -252,9 +297,11 @@ fn plan_nodes(
     let kinds: Vec<String> = declared.iter().map(|d| d.kind.clone()).collect();
     let mut ok = true;
 
-    // Resolve inputs to indices.
+    // Resolve inputs to indices. `"op.port"` names a side output of operator `op`; it is
+    // checked against the operator's side outputs once the operator is planned.
     let mut inputs: Vec<Vec<usize>> = Vec::with_capacity(declared.len());
-    for node in &declared {
+    let mut side_refs: HashMap<(usize, usize), String> = HashMap::new();
+    for (reader, node) in declared.iter().enumerate() {
         let section = section_of(node.role);
         let mut resolved = Vec::new();
         for (position, input) in node.input_names.iter().enumerate() {
@@ -279,6 +326,16 @@ fn plan_nodes(
                     ok = false;
                 }
                 Some(&i) => resolved.push(i),
+                None if input.rsplit_once('.').is_some_and(|(base, _)| {
+                    index_of
+                        .get(base)
+                        .is_some_and(|&b| declared[b].role == NodeRole::Operator && b != reader)
+                }) =>
+                {
+                    let (base, port) = input.rsplit_once('.').expect("checked above");
+                    side_refs.insert((reader, resolved.len()), port.to_string());
+                    resolved.push(index_of[base]);
+                }
                 None => {
                     let candidates = names.iter().copied().filter(|n| *n != node.name);
                     diagnostics.push(
@@ -376,6 +433,7 @@ fn plan_nodes(
     // Parse options and compute schemas in topological order.
     let mut schemas: Vec<Option<SchemaRef>> = vec![None; declared.len()];
     let mut components: Vec<Option<Component>> = (0..declared.len()).map(|_| None).collect();
+    let mut side_ports: HashMap<(usize, String), (usize, SchemaRef)> = HashMap::new();
     for &node in &order {
         let decl = &declared[node];
         let section = section_of(decl.role);
@@ -384,7 +442,42 @@ fn plan_nodes(
         // A node whose inputs did not all resolve still has its own options checked.
         let input_schemas: Option<Vec<SchemaRef>> = if inputs[node].len() == decl.input_names.len()
         {
-            inputs[node].iter().map(|&i| schemas[i].clone()).collect()
+            let mut input_schemas = Vec::with_capacity(inputs[node].len());
+            for (position, &input) in inputs[node].iter().enumerate() {
+                let schema = match side_refs.get(&(node, position)) {
+                    None => schemas[input].clone(),
+                    Some(port) => match side_output_schema(components[input].as_ref(), port) {
+                        Ok((index, schema)) => {
+                            side_ports.insert((input, port.clone()), (index, schema.clone()));
+                            Some(schema)
+                        }
+                        Err(available) => {
+                            let span = document.span_of(&[
+                                section,
+                                &decl.name,
+                                "inputs",
+                                &position.to_string(),
+                            ]);
+                            let hint = if available.is_empty() {
+                                "this operator has no side outputs".to_string()
+                            } else {
+                                format!("its side outputs are: {}", available.join(", "))
+                            };
+                            diagnostics.push(
+                                Diagnostic::error(
+                                    format!("{what} reads '{}.{port}', but operator '{}' has no side output '{port}'", names[input], names[input]),
+                                    span,
+                                )
+                                .with_hint(Some(hint)),
+                            );
+                            ok = false;
+                            None
+                        }
+                    },
+                };
+                input_schemas.push(schema);
+            }
+            input_schemas.into_iter().collect()
         } else {
             None
         };
@@ -457,21 +550,51 @@ fn plan_nodes(
     if !ok {
         return None;
     }
-    let mut planned = Vec::with_capacity(order.len());
+    let mut planned: Vec<PlannedNode> = Vec::with_capacity(order.len());
     let mut new_index = vec![usize::MAX; components.len()];
+    let mut side_nodes: HashMap<(usize, String), usize> = HashMap::new();
     for &node in &order {
         let component = components[node].take()?;
         let role = match component {
             Component::Source { .. } => NodeRole::Source,
-            Component::Operator(_) => NodeRole::Operator,
+            Component::Operator(_) | Component::SideOutput { .. } => NodeRole::Operator,
             Component::Sink { .. } => NodeRole::Sink,
         };
+        let mut node_inputs = Vec::with_capacity(inputs[node].len());
+        for (position, &input) in inputs[node].iter().enumerate() {
+            let Some(port) = side_refs.get(&(node, position)) else {
+                node_inputs.push(new_index[input]);
+                continue;
+            };
+            // A side output becomes its own node, right after its operator's readers need it.
+            let key = (input, port.clone());
+            let index = match side_nodes.get(&key) {
+                Some(&index) => index,
+                None => {
+                    let (port_index, schema) = side_ports.get(&key)?.clone();
+                    planned.push(PlannedNode {
+                        name: format!("{}.{port}", names[input]),
+                        role: NodeRole::Operator,
+                        kind: format!("side output of {}", names[input]),
+                        inputs: vec![new_index[input]],
+                        schema: schema.clone(),
+                        component: Component::SideOutput {
+                            index: port_index,
+                            schema,
+                        },
+                    });
+                    side_nodes.insert(key, planned.len() - 1);
+                    planned.len() - 1
+                }
+            };
+            node_inputs.push(index);
+        }
         new_index[node] = planned.len();
         planned.push(PlannedNode {
             name: names[node].to_string(),
             role,
             kind: kinds[node].clone(),
-            inputs: inputs[node].iter().map(|&i| new_index[i]).collect(),
+            inputs: node_inputs,
             schema: schemas[node].clone().expect("planned nodes have schemas"),
             component,
         });
@@ -587,6 +710,22 @@ fn plan_one(
                 },
             )))
         }
+    }
+}
+
+/// The position and schema of `port` among the side outputs of a planned operator, or the
+/// names of the side outputs it does have.
+fn side_output_schema(
+    component: Option<&Component>,
+    port: &str,
+) -> Result<(usize, SchemaRef), Vec<String>> {
+    let Some(Component::Operator(operator)) = component else {
+        return Err(Vec::new());
+    };
+    let outputs = operator.side_outputs();
+    match outputs.iter().position(|(name, _)| name == port) {
+        Some(index) => Ok((index, outputs[index].1.clone())),
+        None => Err(outputs.into_iter().map(|(name, _)| name).collect()),
     }
 }
 
