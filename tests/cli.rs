@@ -298,3 +298,43 @@ dropped = { late = 1 }
     assert_contains!(stdout, "expected 1 rows dropped as 'late', got 0");
     assert_contains!(stdout, "0 passed, 1 failed");
 }
+
+#[test]
+fn secrets_from_the_environment_stay_out_of_explain_and_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s3cr3t-t0ken-4711";
+    let text = r#"
+[sources.s]
+type = "simulator"
+count = 20
+speed = "max"
+start = "2024-06-01T00:00:00Z"
+schema = { device_id = "string", ts = "timestamp_ms", v = "float64" }
+
+[sinks.out]
+type = "parquet"
+inputs = ["s"]
+path = "out/${EDGEFLOW_TEST_SECRET}"
+"#;
+    let path = write_query(dir.path(), "secret.toml", text);
+    for command in [
+        vec!["validate"],
+        vec!["explain"],
+        vec!["explain", "--format", "dot"],
+        vec!["run", "--no-status"],
+    ] {
+        let (output, stdout, stderr) = run(edgeflow()
+            .args(&command)
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("EDGEFLOW_TEST_SECRET", secret)
+            .env("RUST_LOG", "debug"));
+        assert!(output.status.success(), "{command:?}: {stderr}");
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{command:?} shows the secret:\n{stdout}\n{stderr}"
+        );
+    }
+    // The value was used: the sink wrote under the secret folder name.
+    assert!(dir.path().join("out").join(secret).is_dir());
+}
