@@ -8,7 +8,7 @@
 //!
 //! * [`clean`]: drops rows with missing or out-of-range readings (row-local, no exchange).
 //! * [`filter`]: keeps rows for which a boolean [`expr`] expression is true (row-local).
-//! * [`derive`]: adds or replaces columns computed from [`expr`] expressions (row-local).
+//! * [`derive`](mod@derive): adds or replaces columns computed from [`expr`] expressions (row-local).
 //! * [`window`]: tumbling event-time windows with per-key aggregates (keys exchanged across
 //!   workers, state held per open window and key).
 //!

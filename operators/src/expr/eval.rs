@@ -395,6 +395,9 @@ mod tests {
         assert_eq!(bools("a or true"), [T; 9]);
         assert_eq!(bools("null = 1"), [N; 9]);
         assert_eq!(bools("a = b"), [T, F, N, F, T, N, N, N, N]);
+        assert_eq!(bools("null is null"), [T; 9]);
+        assert_eq!(bools("coalesce(null) is not null"), [F; 9]);
+        assert_eq!(bools("not null"), [N; 9]);
     }
 
     #[test]
