@@ -21,7 +21,7 @@ use edgeflow_engine::arrow::array::{
 use edgeflow_engine::arrow::compute::kernels::cmp::{eq, gt, gt_eq, lt, lt_eq, neq};
 use edgeflow_engine::arrow::compute::kernels::numeric::{add, div, mul, neg, rem, sub};
 use edgeflow_engine::arrow::compute::{
-    and_kleene, cast, is_not_null, is_null, not, nullif, or_kleene, take,
+    and_kleene, cast, concat, is_not_null, is_null, not, nullif, or_kleene, take,
 };
 use edgeflow_engine::arrow::datatypes::{DataType, Int64Type};
 use edgeflow_engine::arrow::error::ArrowError;
@@ -107,7 +107,9 @@ pub fn evaluate(
             if column.data_type() == &typed.data_type {
                 Value::array(column.clone())
             } else {
-                Value::array(cast(column, &typed.data_type)?)
+                let (array, failed) = lenient_cast(column, &typed.data_type)?;
+                ctx.errors += failed;
+                Value::array(array)
             }
         }
         Node::Literal(array) => Value::scalar(array.clone()),
@@ -189,14 +191,15 @@ pub fn evaluate(
         }
         Node::Cast { expr, counted } => {
             let inner = evaluate(expr, batch, ctx)?;
-            // The default cast options are "safe": a value that does not convert is null.
-            let array = cast(&inner.array, &typed.data_type)?;
+            let (array, failed) = lenient_cast(&inner.array, &typed.data_type)?;
             let converted = Value {
                 array,
                 scalar: inner.scalar,
             };
             if *counted {
                 ctx.errors += converted.nulls(rows).saturating_sub(inner.nulls(rows));
+            } else {
+                ctx.errors += if inner.scalar { failed * rows } else { failed };
             }
             converted
         }
@@ -215,6 +218,29 @@ pub fn evaluate(
             result
         }
     })
+}
+
+/// `array` converted to `to`, where a value that does not convert is null, and how many of
+/// those the cast kernel refused outright.
+///
+/// The kernel's "safe" mode already turns most failures into nulls, but some (a timestamp
+/// outside the calendar range, as text) fail the whole array; then the array is converted
+/// value by value, which only happens for batches holding such a value.
+fn lenient_cast(array: &ArrayRef, to: &DataType) -> Result<(ArrayRef, usize), ArrowError> {
+    if let Ok(converted) = cast(array, to) {
+        return Ok((converted, 0));
+    }
+    let mut failed = 0;
+    let parts: Vec<ArrayRef> = (0..array.len())
+        .map(|i| {
+            cast(&array.slice(i, 1), to).unwrap_or_else(|_| {
+                failed += 1;
+                new_null_array(to, 1)
+            })
+        })
+        .collect();
+    let parts: Vec<&dyn Array> = parts.iter().map(AsRef::as_ref).collect();
+    Ok((concat(&parts)?, failed))
 }
 
 /// `l op r` for two operands of `data_type` (`int64` or `float64`).

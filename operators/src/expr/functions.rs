@@ -572,10 +572,12 @@ pub fn call(
         }),
         Function::DateTrunc(unit) => map(first, |a| {
             let unit = *unit;
-            let out = a
-                .as_primitive::<TimestampMillisecondType>()
-                .unary::<_, TimestampMillisecondType>(|t| t - t.rem_euclid(unit))
+            let values = a.as_primitive::<TimestampMillisecondType>();
+            // Only times within a unit of the earliest representable one overflow.
+            let out = values
+                .unary_opt::<_, TimestampMillisecondType>(|t| t.checked_sub(t.rem_euclid(unit)))
                 .with_timezone(UTC);
+            ctx.errors += out.null_count() - values.null_count();
             Ok(Arc::new(out) as ArrayRef)
         }),
     }

@@ -193,3 +193,6 @@ impl ErrorReporter {
         self.unreported = 0;
     }
 }
+
+#[cfg(test)]
+mod tests;
