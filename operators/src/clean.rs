@@ -34,16 +34,12 @@ use edgeflow_engine::arrow::compute::{
 };
 use edgeflow_engine::arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use edgeflow_engine::arrow::error::ArrowError;
-use edgeflow_engine::timely::container::CapacityContainerBuilder;
-use edgeflow_engine::timely::dataflow::channels::pact::Pipeline;
-use edgeflow_engine::timely::dataflow::operators::generic::Operator;
-use edgeflow_engine::{
-    Batch, BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options,
-};
+use edgeflow_engine::{BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options};
 use serde::Deserialize;
 
 use crate::fields::{Numeric, error_at, lookup, numeric, single_input, type_name};
 use crate::options::OrderedMap;
+use crate::row_local::map_batches;
 use crate::{OperatorConfig, OperatorKind};
 
 /// The `clean` operator kind.
@@ -337,38 +333,17 @@ impl DataflowOperator for Clean {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> BatchStream<'scope> {
-        let input = inputs
-            .into_iter()
-            .next()
-            .expect("the planner gives a 'clean' operator exactly one input");
         let metrics = ctx.metrics.clone();
         let clean = self.clone();
-        input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(
-            Pipeline,
-            "Clean",
-            move |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let Some(rows) = data.take() else {
-                            return;
-                        };
-                        metrics.add_rows_in(rows.num_rows());
-                        let outcome = clean.apply(rows).expect(
-                            "clean kernels on a batch of the planned schema cannot fail: \
-                             this is a bug, please report it",
-                        );
-                        metrics.count_dropped("null_field", outcome.null_field);
-                        metrics.count_dropped("out_of_range", outcome.out_of_range);
-                        if let Some(rows) = outcome.rows {
-                            metrics.add_rows_out(rows.num_rows());
-                            output
-                                .session_with_builder(&time)
-                                .give_container(&mut Batch::new(rows));
-                        }
-                    });
-                }
-            },
-        )
+        map_batches(inputs, "Clean", ctx.metrics.clone(), move |rows| {
+            let outcome = clean.apply(rows).expect(
+                "clean kernels on a batch of the planned schema cannot fail: \
+                 this is a bug, please report it",
+            );
+            metrics.count_dropped("null_field", outcome.null_field);
+            metrics.count_dropped("out_of_range", outcome.out_of_range);
+            outcome.rows
+        })
     }
 }
 

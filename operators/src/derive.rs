@@ -26,17 +26,13 @@ use edgeflow_engine::arrow::array::{ArrayRef, RecordBatch};
 use edgeflow_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::schema::{event_time_column, timestamp_type};
-use edgeflow_engine::timely::container::CapacityContainerBuilder;
-use edgeflow_engine::timely::dataflow::channels::pact::Pipeline;
-use edgeflow_engine::timely::dataflow::operators::generic::Operator;
-use edgeflow_engine::{
-    Batch, BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options,
-};
+use edgeflow_engine::{BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options};
 use serde::Deserialize;
 
 use crate::expr::{ErrorReporter, Expr};
 use crate::fields::{error_at, single_input, type_name};
 use crate::options::OrderedMap;
+use crate::row_local::map_batches;
 use crate::{OperatorConfig, OperatorKind};
 
 /// The `derive` operator kind.
@@ -191,52 +187,34 @@ impl DataflowOperator for Derive {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> BatchStream<'scope> {
-        let input = inputs
-            .into_iter()
-            .next()
-            .expect("the planner gives a 'derive' operator exactly one input");
         let metrics = ctx.metrics.clone();
         let derive = self.clone();
         let mut reporters: Vec<ErrorReporter> = derive
             .expressions()
             .map(|e| ErrorReporter::new(&ctx.name, e.text()))
             .collect();
-        input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(
-            Pipeline,
-            "Derive",
-            move |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let Some(rows) = data.take() else {
-                            return;
-                        };
-                        metrics.add_rows_in(rows.num_rows());
-                        match derive.apply(&rows) {
-                            Ok(outcome) => {
-                                for (reporter, errors) in reporters.iter_mut().zip(outcome.errors) {
-                                    reporter.report(&metrics, errors);
-                                }
-                                metrics.add_rows_out(outcome.rows.num_rows());
-                                output
-                                    .session_with_builder(&time)
-                                    .give_container(&mut Batch::new(outcome.rows));
-                            }
-                            // The type checker rules this out; if it happens anyway, the batch
-                            // is dropped and counted rather than stopping the pipeline.
-                            Err(error) => {
-                                tracing::error!(
-                                    operator = %metrics.name(),
-                                    %error,
-                                    "Derive kernel failed on a batch of the planned schema; \
-                                     this is a bug, please report it"
-                                );
-                                metrics.count_dropped("expression_error", rows.num_rows());
-                            }
-                        }
-                    });
+        map_batches(inputs, "Derive", ctx.metrics.clone(), move |rows| {
+            match derive.apply(&rows) {
+                Ok(outcome) => {
+                    for (reporter, errors) in reporters.iter_mut().zip(outcome.errors) {
+                        reporter.report(&metrics, errors);
+                    }
+                    Some(outcome.rows)
                 }
-            },
-        )
+                // The type checker rules this out; if it happens anyway, the batch is
+                // dropped and counted rather than stopping the pipeline.
+                Err(error) => {
+                    tracing::error!(
+                        operator = %metrics.name(),
+                        %error,
+                        "Derive kernel failed on a batch of the planned schema; \
+                         this is a bug, please report it"
+                    );
+                    metrics.count_dropped("expression_error", rows.num_rows());
+                    None
+                }
+            }
+        })
     }
 }
 

@@ -24,16 +24,12 @@ use edgeflow_engine::arrow::array::{AsArray, RecordBatch};
 use edgeflow_engine::arrow::compute::filter_record_batch;
 use edgeflow_engine::arrow::datatypes::{DataType, SchemaRef};
 use edgeflow_engine::arrow::error::ArrowError;
-use edgeflow_engine::timely::container::CapacityContainerBuilder;
-use edgeflow_engine::timely::dataflow::channels::pact::Pipeline;
-use edgeflow_engine::timely::dataflow::operators::generic::Operator;
-use edgeflow_engine::{
-    Batch, BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options,
-};
+use edgeflow_engine::{BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options};
 use serde::Deserialize;
 
 use crate::expr::{ErrorReporter, Expr};
 use crate::fields::{single_input, type_name};
+use crate::row_local::map_batches;
 use crate::{OperatorConfig, OperatorKind};
 
 /// The `filter` operator kind.
@@ -156,54 +152,33 @@ impl DataflowOperator for Filter {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> BatchStream<'scope> {
-        let input = inputs
-            .into_iter()
-            .next()
-            .expect("the planner gives a 'filter' operator exactly one input");
         let metrics = ctx.metrics.clone();
         let filter = self.clone();
         let mut reporter = ErrorReporter::new(&ctx.name, filter.condition());
-        input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(
-            Pipeline,
-            "Filter",
-            move |_capability, _info| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        let Some(rows) = data.take() else {
-                            return;
-                        };
-                        let total = rows.num_rows();
-                        metrics.add_rows_in(total);
-                        let outcome = match filter.apply(rows) {
-                            Ok(outcome) => outcome,
-                            // The type checker rules this out; if it happens anyway, the batch
-                            // is dropped and counted rather than stopping the pipeline.
-                            Err(error) => {
-                                tracing::error!(
-                                    operator = %metrics.name(),
-                                    %error,
-                                    "Filter kernel failed on a batch of the planned schema; \
-                                     this is a bug, please report it"
-                                );
-                                FilterOutcome {
-                                    rows: None,
-                                    filtered: total,
-                                    errors: total,
-                                }
-                            }
-                        };
-                        metrics.count_dropped("filtered", outcome.filtered);
-                        reporter.report(&metrics, outcome.errors);
-                        if let Some(rows) = outcome.rows {
-                            metrics.add_rows_out(rows.num_rows());
-                            output
-                                .session_with_builder(&time)
-                                .give_container(&mut Batch::new(rows));
-                        }
-                    });
+        map_batches(inputs, "Filter", ctx.metrics.clone(), move |rows| {
+            let total = rows.num_rows();
+            let outcome = match filter.apply(rows) {
+                Ok(outcome) => outcome,
+                // The type checker rules this out; if it happens anyway, the batch is
+                // dropped and counted rather than stopping the pipeline.
+                Err(error) => {
+                    tracing::error!(
+                        operator = %metrics.name(),
+                        %error,
+                        "Filter kernel failed on a batch of the planned schema; \
+                         this is a bug, please report it"
+                    );
+                    FilterOutcome {
+                        rows: None,
+                        filtered: total,
+                        errors: total,
+                    }
                 }
-            },
-        )
+            };
+            metrics.count_dropped("filtered", outcome.filtered);
+            reporter.report(&metrics, outcome.errors);
+            outcome.rows
+        })
     }
 }
 

@@ -36,6 +36,7 @@ pub mod expr;
 mod fields;
 pub mod filter;
 pub mod options;
+mod row_local;
 pub mod window;
 
 /// An operator's options, parsed from a query file.
