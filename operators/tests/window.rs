@@ -205,7 +205,9 @@ fn cascaded_windows_stay_on_time() {
 const AGGREGATES: &str = "n = \"count()\", n_t = \"count(temperature)\", \
     s = \"sum(temperature)\", avg = \"mean(temperature)\", lo = \"min(temperature)\", \
     hi = \"max(temperature)\", l_lo = \"min(level)\", l_hi = \"max(level)\", \
-    l_sum = \"sum(level)\", z_hi = \"max(zone)\"";
+    l_sum = \"sum(level)\", z_hi = \"max(zone)\", hot = \"count_if(temperature > 30)\", \
+    f_avg = \"mean(temperature * 1.8 + 32)\", l2_hi = \"max(level * 2)\", \
+    r = \"count(100 / (level % 7))\", odd = \"count_if(level % 2 = 1 or flag)\"";
 
 /// The group keys of each grouping mode the proptest draws from.
 const GROUPINGS: [&[&str]; 4] = [&[], &["device_id"], &["zone"], &["device_id", "flag"]];
@@ -225,8 +227,13 @@ fn key_of(reading: &Reading, keys: &[&str]) -> Vec<Value> {
 struct Group {
     rows: i64,
     temps: Vec<f64>,
+    /// Non-null temperatures, NaN included.
+    all_temps: Vec<f64>,
+    /// Every row's level, in row order (with `flags`).
+    all_levels: Vec<Option<i64>>,
     levels: Vec<i64>,
     zones: Vec<i64>,
+    flags: Vec<bool>,
 }
 
 impl Group {
@@ -246,16 +253,41 @@ impl Group {
             opt_i(self.levels.iter().copied().max()),
             opt_f((!self.levels.is_empty()).then(|| self.levels.iter().map(|&l| l as f64).sum())),
             opt_i(self.zones.iter().copied().max()),
+            // Floats compare in Arrow's total order, where NaN is above every number.
+            Value::Int(
+                self.all_temps
+                    .iter()
+                    .filter(|t| t.is_nan() || **t > 30.0)
+                    .count() as i64,
+            ),
+            opt_f(
+                (n > 0).then(|| self.temps.iter().map(|t| t * 1.8 + 32.0).sum::<f64>() / n as f64),
+            ),
+            opt_i(self.levels.iter().map(|l| l * 2).max()),
+            Value::Int(self.levels.iter().filter(|l| *l % 7 != 0).count() as i64),
+            Value::Int(
+                self.all_levels
+                    .iter()
+                    .zip(&self.flags)
+                    .filter(|(l, f)| l.is_some_and(|l| l % 2 == 1) || **f)
+                    .count() as i64,
+            ),
         ]
     }
 }
 
-/// Output rows (sorted) and the number of late rows, computed from scratch: batch `i` carries
-/// watermark `max(0, max event time of batches 0..i - ooo)`; a row is late when its window
-/// ends at or before that watermark.
-fn oracle(batches: &[Vec<Reading>], size: i64, ooo: i64, keys: &[&str]) -> (Vec<Vec<Value>>, u64) {
+/// Output rows (sorted), the number of late rows and the number of expression errors (on-time
+/// rows whose `level % 7` is 0, a division by zero in `r`), computed from scratch: batch `i`
+/// carries watermark `max(0, max event time of batches 0..i - ooo)`; a row is late when its
+/// window ends at or before that watermark.
+fn oracle(
+    batches: &[Vec<Reading>],
+    size: i64,
+    ooo: i64,
+    keys: &[&str],
+) -> (Vec<Vec<Value>>, u64, u64) {
     let mut groups: BTreeMap<(i64, Vec<Value>), Group> = BTreeMap::new();
-    let (mut watermark, mut max_seen, mut late) = (0i64, i64::MIN, 0u64);
+    let (mut watermark, mut max_seen, mut late, mut errors) = (0i64, i64::MIN, 0u64, 0u64);
     for readings in batches {
         for reading in readings {
             let start = reading.ts - reading.ts.rem_euclid(size);
@@ -270,6 +302,10 @@ fn oracle(batches: &[Vec<Reading>], size: i64, ooo: i64, keys: &[&str]) -> (Vec<
                 .extend(reading.temperature.filter(|t| !t.is_nan()));
             group.levels.extend(reading.level);
             group.zones.extend(reading.zone.map(i64::from));
+            group.all_temps.extend(reading.temperature);
+            group.all_levels.push(reading.level);
+            group.flags.push(reading.flag);
+            errors += u64::from(reading.level.is_some_and(|l| l % 7 == 0));
         }
         max_seen = max_seen.max(readings.iter().map(|r| r.ts).max().unwrap());
         watermark = watermark.max(max_seen - ooo);
@@ -283,7 +319,7 @@ fn oracle(batches: &[Vec<Reading>], size: i64, ooo: i64, keys: &[&str]) -> (Vec<
             row
         })
         .collect();
-    (rows, late)
+    (rows, late, errors)
 }
 
 fn same_rows(got: &[Vec<Value>], expected: &[Vec<Value>]) -> Result<(), TestCaseError> {
@@ -378,7 +414,7 @@ proptest! {
         let window = plan("window", &window_options(&format!("{size}ms"), &group_by, AGGREGATES), &schema);
         let readings = readings(&raw);
         let batches: Vec<RecordBatch> = readings.iter().map(|r| batch(r)).collect();
-        let (expected, late) = oracle(&readings, size, ooo, keys);
+        let (expected, late, errors) = oracle(&readings, size, ooo, keys);
         let total: usize = readings.iter().map(Vec::len).sum();
 
         let mut results = Vec::new();
@@ -390,6 +426,8 @@ proptest! {
             let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
             prop_assert_eq!(node.rows_in, total as u64);
             prop_assert_eq!(node.dropped.get("late").copied().unwrap_or(0), late);
+            // Expressions are evaluated on on-time rows only.
+            prop_assert_eq!(node.dropped.get("expression_error").copied().unwrap_or(0), errors);
             prop_assert_eq!(node.rows_out, expected.len() as u64);
             prop_assert_eq!(node.state_rows, 0);
             let got = sorted(rows(&out));

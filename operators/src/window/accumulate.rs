@@ -1,13 +1,14 @@
 //! Aggregate state of one open window: one [`Accumulator`] per aggregate, each a set of
 //! columns indexed by group id (struct of arrays), updated a batch column at a time.
 //!
-//! Nulls and NaN are skipped by every function that reads a field; `count()` counts rows.
+//! Nulls and NaN are skipped by every function that reads a field or an expression's values;
+//! `count()` counts rows and `count_if(condition)` the rows where the condition is true.
 //! A group that saw no value gets null from `sum`, `mean`, `min` and `max`, and 0 from `count`.
 
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, PrimitiveArray,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, PrimitiveArray,
 };
 use edgeflow_engine::arrow::buffer::NullBuffer;
 use edgeflow_engine::arrow::compute::cast;
@@ -30,6 +31,8 @@ pub(crate) enum Values {
     Int(Int64Array),
     /// Any other column (only `count(field)` reads it, through its validity).
     Other(ArrayRef),
+    /// The condition of `count_if`.
+    Bool(BooleanArray),
 }
 
 impl Values {
@@ -41,6 +44,12 @@ impl Values {
         let Some(column) = column else {
             return Ok(Self::None);
         };
+        if spec.function == AggregateFunction::CountIf {
+            let condition = column.as_boolean_opt().ok_or_else(|| {
+                ArrowError::SchemaError("the condition of count_if is not a bool column".into())
+            })?;
+            return Ok(Self::Bool(condition.clone()));
+        }
         Ok(match spec.numeric {
             Some(Numeric::Float) => {
                 let column = match column.data_type() {
@@ -133,7 +142,7 @@ impl Accumulator {
     /// Empty state for `spec`.
     pub(crate) fn new(spec: &AggregateSpec) -> Self {
         match (spec.function, spec.numeric) {
-            (AggregateFunction::Count, _) => Self::Count(Vec::new()),
+            (AggregateFunction::Count | AggregateFunction::CountIf, _) => Self::Count(Vec::new()),
             (AggregateFunction::Sum | AggregateFunction::Mean, _) => Self::Sum {
                 sum: Vec::new(),
                 n: Vec::new(),
@@ -199,6 +208,22 @@ impl Accumulator {
             }
             (Self::Count(n), Values::Other(values)) => {
                 each_valid(values.logical_nulls().as_ref(), rows, gids, |g| n[g] += 1);
+            }
+            (Self::Count(n), Values::Bool(condition)) => {
+                // A null condition is not true: only set bits of valid rows count.
+                let truth = condition.values();
+                match condition.nulls().filter(|v| v.null_count() > 0) {
+                    None => rows.for_each(|k, row| {
+                        if truth.value(row) {
+                            n[gids[k] as usize] += 1;
+                        }
+                    }),
+                    Some(valid) => rows.for_each(|k, row| {
+                        if valid.is_valid(row) && truth.value(row) {
+                            n[gids[k] as usize] += 1;
+                        }
+                    }),
+                }
             }
             (Self::Sum { sum, n }, Values::Float(values)) => {
                 each_float(values, rows, gids, |g, x| {
@@ -291,6 +316,7 @@ mod tests {
         AggregateSpec {
             function,
             column: Some(0),
+            expression: None,
             numeric,
             output_type,
         }
@@ -438,6 +464,7 @@ mod tests {
         let rows = AggregateSpec {
             function: AggregateFunction::Count,
             column: None,
+            expression: None,
             numeric: None,
             output_type: DataType::Int64,
         };
@@ -451,5 +478,34 @@ mod tests {
         );
         let out = acc.finish(&rows, &[1, 0]).unwrap();
         assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), [2, 1]);
+    }
+
+    #[test]
+    fn count_if_counts_true_only() {
+        let condition: ArrayRef = Arc::new(BooleanArray::from(vec![
+            Some(true),
+            Some(false),
+            None,
+            Some(true),
+            Some(true),
+        ]));
+        let spec = AggregateSpec {
+            function: AggregateFunction::CountIf,
+            column: None,
+            expression: None,
+            numeric: None,
+            output_type: DataType::Int64,
+        };
+        let count = run(&spec, condition.clone(), &[0, 0, 0, 0, 1], 3);
+        assert_eq!(
+            count.as_primitive::<Int64Type>().values().to_vec(),
+            [2, 1, 0]
+        );
+        let values = Values::prepare(&spec, Some(&condition)).unwrap();
+        let mut acc = Accumulator::new(&spec);
+        acc.grow(&spec, 1);
+        acc.update(&spec, &values, Selection::Rows(&[2, 3, 1]), &[0, 0, 0]);
+        let out = acc.finish(&spec, &[0]).unwrap();
+        assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), [1]);
     }
 }

@@ -12,8 +12,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
+use edgeflow_engine::arrow::compute::filter_record_batch;
 use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::schema::UTC;
@@ -47,6 +48,11 @@ pub(crate) struct WindowAggregator {
     windows: OpenWindows,
     /// Scratch: the on-time rows of a batch (reused across batches).
     selected: Vec<u32>,
+    /// Per aggregate, the values of its expression that the last batch made null with a
+    /// runtime error (0 for aggregates that read a column).
+    expression_errors: Vec<usize>,
+    /// Whether some aggregate reads an expression.
+    has_expressions: bool,
 }
 
 /// The open windows by start, and their total number of groups.
@@ -75,7 +81,6 @@ impl WindowAggregator {
     pub(crate) fn new(plan: Arc<WindowPlan>) -> Result<Self, ArrowError> {
         let encoder = KeyEncoder::new(plan.keys.clone(), plan.key_fields.clone())?;
         Ok(Self {
-            plan,
             encoder,
             windows: OpenWindows {
                 open: BTreeMap::new(),
@@ -83,7 +88,16 @@ impl WindowAggregator {
                 gids: Vec::new(),
             },
             selected: Vec::new(),
+            expression_errors: vec![0; plan.aggregates.len()],
+            has_expressions: plan.aggregates.iter().any(|a| a.expression.is_some()),
+            plan,
         })
+    }
+
+    /// Per aggregate (in plan order), the expression values of the last absorbed batch that
+    /// are null because of a runtime error. Only on-time rows are evaluated.
+    pub(crate) fn expression_errors(&self) -> &[usize] {
+        &self.expression_errors
     }
 
     /// Groups held over every open window.
@@ -112,6 +126,7 @@ impl WindowAggregator {
         watermark: u64,
         mut opened: impl FnMut(i64),
     ) -> Result<Absorbed, ArrowError> {
+        self.expression_errors.fill(0);
         let size = self.plan.size_ms;
         let times: &TimestampMillisecondArray = rows
             .column(self.plan.event_time)
@@ -142,14 +157,42 @@ impl WindowAggregator {
             return Ok(absorbed);
         }
 
+        // Expressions are evaluated on on-time rows only, so that late rows and rows without
+        // an event time never count as expression errors. Batches with such rows are rare,
+        // and plans without expressions keep working on the batch as it is.
+        let on_time_rows;
+        let (rows, raw, nulls) = if self.has_expressions && absorbed.on_time < rows.num_rows() {
+            let mask: BooleanArray = raw
+                .iter()
+                .enumerate()
+                .map(|(row, &time)| {
+                    Some(nulls.is_none_or(|n| n.is_valid(row)) && time >= threshold)
+                })
+                .collect();
+            on_time_rows = filter_record_batch(rows, &mask)?;
+            let times = on_time_rows
+                .column(self.plan.event_time)
+                .as_primitive::<TimestampMillisecondType>();
+            (&on_time_rows, times.values(), None)
+        } else {
+            (rows, raw, nulls)
+        };
+
+        let mut values = Vec::with_capacity(self.plan.aggregates.len());
+        for (spec, errors) in self.plan.aggregates.iter().zip(&mut self.expression_errors) {
+            let prepared = match &spec.expression {
+                Some(expression) => {
+                    let evaluated = expression.evaluate(rows)?;
+                    *errors = evaluated.errors;
+                    Values::prepare(spec, Some(&evaluated.values))?
+                }
+                None => Values::prepare(spec, spec.column.map(|c| rows.column(c)))?,
+            };
+            values.push(prepared);
+        }
         let prepared = Prepared {
             keys: self.encoder.prepare(rows)?,
-            values: self
-                .plan
-                .aggregates
-                .iter()
-                .map(|spec| Values::prepare(spec, spec.column.map(|c| rows.column(c))))
-                .collect::<Result<_, _>>()?,
+            values,
         };
 
         let first = start_of(min, size);
@@ -290,10 +333,15 @@ mod tests {
     }
 
     fn aggregator(group_by: &str) -> WindowAggregator {
-        let text = format!(
-            "size = \"10ms\"\ngroup_by = {group_by}\n\
-             aggregates = {{ n = \"count()\", avg = \"mean(temperature)\", hi = \"max(temperature)\" }}"
-        );
+        aggregator_of(
+            group_by,
+            "n = \"count()\", avg = \"mean(temperature)\", hi = \"max(temperature)\"",
+        )
+    }
+
+    fn aggregator_of(group_by: &str, aggregates: &str) -> WindowAggregator {
+        let text =
+            format!("size = \"10ms\"\ngroup_by = {group_by}\naggregates = {{ {aggregates} }}");
         let config: WindowConfig = edgeflow_engine::parse_options(text.parse().unwrap()).unwrap();
         let plan = config.plan_window(&[input()]).unwrap();
         WindowAggregator::new(Arc::new(plan)).unwrap()
@@ -403,6 +451,56 @@ mod tests {
         assert_eq!(drain(&mut agg), expected);
         assert_eq!(agg.groups(), 0);
         assert_eq!(agg.first_end(), None);
+    }
+
+    #[test]
+    fn expressions_read_on_time_rows_only() {
+        let mut agg = aggregator_of(
+            "[\"device_id\"]",
+            "hot = \"count_if(temperature > 2)\", f = \"mean(temperature * 2 + 1)\", \
+             q = \"sum(10 / temperature)\"",
+        );
+        let mut opened = Vec::new();
+        agg.absorb(
+            &batch(&[
+                (Some("a"), Some(12), Some(2.0)),
+                (Some("a"), Some(13), Some(0.0)),
+                (Some("b"), Some(14), None),
+            ]),
+            0,
+            |start| opened.push(start),
+        )
+        .unwrap();
+        // 10 / 0 is a runtime error (null); 10 / null is plain null.
+        assert_eq!(agg.expression_errors(), [0, 0, 1]);
+        // Watermark 12: the rows at 3 and 5 are late, and so is their division by zero; the
+        // row without event time is dropped too.
+        let absorbed = agg
+            .absorb(
+                &batch(&[
+                    (Some("a"), Some(3), Some(0.0)),
+                    (Some("a"), Some(15), Some(5.0)),
+                    (Some("b"), Some(5), Some(0.0)),
+                    (Some("b"), None, Some(0.0)),
+                    (Some("b"), Some(16), Some(f64::NAN)),
+                ]),
+                12,
+                |start| opened.push(start),
+            )
+            .unwrap();
+        assert_eq!((absorbed.on_time, absorbed.late), (2, 2));
+        assert_eq!(agg.expression_errors(), [0, 0, 0]);
+        assert_eq!(opened, [10]);
+        // a: (5 + 1 + 11) / 3 and 10 / 2 + 10 / 5; b: NaN > 2 is true (Arrow's total order),
+        // and the NaN of 10 / NaN is skipped like a NaN field value.
+        let expected = "\
++--------------+------------+-----------+-----+-------------------+-----+
+| window_start | window_end | device_id | hot | f                 | q   |
++--------------+------------+-----------+-----+-------------------+-----+
+| 10           | 20         | a         | 1   | 5.666666666666667 | 7.0 |
+| 10           | 20         | b         | 1   |                   |     |
++--------------+------------+-----------+-----+-------------------+-----+";
+        assert_eq!(drain(&mut agg), expected);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use edgeflow_engine::arrow::datatypes::{DataType, Field, FieldRef, Schema, Schem
 use edgeflow_engine::schema::{event_time_column, schema_with_event_time, timestamp_type};
 use serde::Deserialize;
 
-use super::expr::{AggregateFunction, parse_aggregate};
+use super::expr::{AggregateArgument, AggregateFunction, parse_aggregate};
+use crate::expr::{Expr, ExprError};
 use crate::fields::{Numeric, error_at, lookup, numeric, single_input, type_name};
 use crate::options::OrderedMap;
 
@@ -42,22 +43,26 @@ pub struct WindowConfig {
     /// Default: none (one row per window).
     #[serde(default)]
     pub group_by: Vec<String>,
-    /// Output column name → aggregate: `count()`, `count(field)`, `sum(field)`,
-    /// `mean(field)`, `min(field)` or `max(field)`. Columns appear in this order after the
-    /// window bounds and group keys. Default: none.
+    /// Output column name → aggregate: `count()`, `count(arg)`, `count_if(condition)`,
+    /// `sum(arg)`, `mean(arg)`, `min(arg)` or `max(arg)`, where `arg` is a field or an
+    /// expression over the input's fields (`"mean(temperature * 1.8 + 32)"`) and `condition`
+    /// a bool expression. Columns appear in this order after the window bounds and group
+    /// keys. Default: none.
     #[serde(default)]
     pub aggregates: OrderedMap<String>,
 }
 
 /// One aggregate of the plan.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub(crate) struct AggregateSpec {
     /// The function.
     pub function: AggregateFunction,
-    /// The input column it reads (`None` for `count()`).
+    /// The input column it reads (`None` for `count()` and for an expression).
     pub column: Option<usize>,
-    /// How the input column is computed with (`None` for `count()` and for `count` of a
-    /// non-numeric field).
+    /// The expression it reads instead of a column, evaluated once per batch.
+    pub expression: Option<Arc<Expr>>,
+    /// How the input values are computed with (`None` for `count()`, `count_if` and for
+    /// `count` of non-numeric values).
     pub numeric: Option<Numeric>,
     /// The output column's type.
     pub output_type: DataType,
@@ -273,14 +278,24 @@ fn plan_aggregate(
         hint: error.hint,
     })?;
     let function = expr.function;
-    let Some(field_name) = expr.field else {
-        let spec = AggregateSpec {
-            function,
-            column: None,
-            numeric: None,
-            output_type: DataType::Int64,
-        };
-        return Ok((spec, Field::new(name, DataType::Int64, false)));
+    let field_name = match expr.argument {
+        AggregateArgument::Rows => {
+            let spec = AggregateSpec {
+                function,
+                column: None,
+                expression: None,
+                numeric: None,
+                output_type: DataType::Int64,
+            };
+            return Ok((spec, Field::new(name, DataType::Int64, false)));
+        }
+        AggregateArgument::Expression {
+            text: argument,
+            offset,
+        } => {
+            return plan_expression(schema, name, text, path, function, &argument, offset);
+        }
+        AggregateArgument::Field(field_name) => field_name,
     };
     let (column, field) = lookup(schema, &field_name, path)?;
     let class = numeric(field.data_type());
@@ -288,6 +303,9 @@ fn plan_aggregate(
         (AggregateFunction::Count, _) => DataType::Int64,
         (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
         (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => field.data_type().clone(),
+        (AggregateFunction::CountIf, _) => {
+            unreachable!("the argument of count_if is always parsed as an expression")
+        }
         (_, None) => {
             return Err(error_at(
                 path,
@@ -303,10 +321,79 @@ fn plan_aggregate(
     let spec = AggregateSpec {
         function,
         column: Some(column),
+        expression: None,
         numeric: class,
         output_type: output_type.clone(),
     };
     Ok((spec, Field::new(name, output_type, nullable)))
+}
+
+/// Plans an aggregate whose argument is an expression: compiles `argument` (found at byte
+/// `offset` of the aggregate `text`) and checks its type against the function. Errors point
+/// into the whole aggregate text, as `at column N of expression '…'`.
+fn plan_expression(
+    schema: &Schema,
+    name: &str,
+    text: &str,
+    path: &[&str],
+    function: AggregateFunction,
+    argument: &str,
+    offset: usize,
+) -> Result<(AggregateSpec, Field), OptionError> {
+    let at = |error: ExprError| {
+        ExprError {
+            offset: error.offset + offset,
+            ..error
+        }
+        .into_option_error(path, text)
+    };
+    let expr = Expr::compile(argument, schema).map_err(at)?;
+    let data_type = expr.data_type().clone();
+    if data_type == DataType::Null {
+        return Err(at(ExprError::new(
+            0,
+            format!("'{argument}' is always null"),
+        )
+        .with_hint("give it a type, as in cast(null as float64)")));
+    }
+    let class = numeric(&data_type);
+    let output_type = match (function, class) {
+        (AggregateFunction::CountIf, _) if data_type == DataType::Boolean => DataType::Int64,
+        (AggregateFunction::CountIf, _) => {
+            return Err(at(ExprError::new(
+                0,
+                format!(
+                    "count_if needs a bool condition, but '{argument}' gives {} values",
+                    type_name(&data_type)
+                ),
+            )
+            .with_hint("compare the value, as in 'count_if(temperature > 30)'")));
+        }
+        (AggregateFunction::Count, _) => DataType::Int64,
+        (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
+        // Expressions compute with int64 and float64, so these are the output types too.
+        (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => data_type.clone(),
+        (_, None) => {
+            return Err(at(ExprError::new(
+                0,
+                format!("cannot take {function} of {} values", type_name(&data_type)),
+            )
+            .with_hint(format!("{function} takes numeric (int or float) values"))));
+        }
+    };
+    let counts = matches!(
+        function,
+        AggregateFunction::Count | AggregateFunction::CountIf
+    );
+    let spec = AggregateSpec {
+        function,
+        column: None,
+        expression: Some(Arc::new(expr)),
+        // count_if reads the condition as bools, not numbers.
+        numeric: class.filter(|_| function != AggregateFunction::CountIf),
+        output_type: output_type.clone(),
+    };
+    Ok((spec, Field::new(name, output_type, !counts)))
 }
 
 #[cfg(test)]
@@ -446,6 +533,127 @@ mod tests {
             .map(|(p, m, h)| (p.into(), m.into(), h.map(Into::into)))
             .collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn aggregates_of_expressions_plan() {
+        let config = config(
+            "size = \"1s\"\naggregates = { hot = \"count_if(temperature > 30)\", \
+             f_avg = \"mean(temperature * 1.8 + 32)\", n = \"count()\", m = \"max(temperature)\", \
+             l = \"min(level)\", l2 = \"max(level * 2)\", c = \"count(level / 0)\", \
+             o = \"count_if(ok)\", s = \"sum(\\\"level\\\")\" }",
+        )
+        .unwrap();
+        let plan = config.plan_window(&[input()]).unwrap();
+        let columns: Vec<(&str, &DataType, bool)> = plan.output_schema.fields()[2..]
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type(), f.is_nullable()))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("hot", &DataType::Int64, false),
+                ("f_avg", &DataType::Float64, true),
+                ("n", &DataType::Int64, false),
+                ("m", &DataType::Float64, true),
+                // A plain field keeps its type; an expression computes with int64.
+                ("l", &DataType::Int32, true),
+                ("l2", &DataType::Int64, true),
+                ("c", &DataType::Int64, false),
+                ("o", &DataType::Int64, false),
+                ("s", &DataType::Float64, true),
+            ]
+        );
+        let reads: Vec<(Option<usize>, Option<&str>)> = plan
+            .aggregates
+            .iter()
+            .map(|a| (a.column, a.expression.as_ref().map(|e| e.text())))
+            .collect();
+        assert_eq!(
+            reads,
+            [
+                (None, Some("temperature > 30")),
+                (None, Some("temperature * 1.8 + 32")),
+                (None, None),
+                (Some(2), None),
+                (Some(3), None),
+                (None, Some("level * 2")),
+                (None, Some("level / 0")),
+                (None, Some("ok")),
+                (Some(3), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn expression_arguments_are_type_checked() {
+        let found = errors(
+            "size = \"1s\"\naggregates = { a = \"count_if(temperature)\", \
+             b = \"mean(concat(device_id, 'x'))\", c = \"mean(lower(device_id))\", \
+             d = \"max(temprature * 2)\", e = \"sum(null)\", f = \"count_if()\", \
+             g = \"avg(temperature * 2)\", h = \"min(temperature >)\", \
+             i = \"mean(device_id || 'x')\" }",
+        );
+        let expected = [
+            (
+                "aggregates.a",
+                "count_if needs a bool condition, but 'temperature' gives float64 values \
+                 at column 10 of expression 'count_if(temperature)'",
+                Some("compare the value, as in 'count_if(temperature > 30)'"),
+            ),
+            (
+                "aggregates.b",
+                "cannot take mean of string values at column 6 of expression \
+                 'mean(concat(device_id, 'x'))'",
+                Some("mean takes numeric (int or float) values"),
+            ),
+            (
+                "aggregates.c",
+                "cannot take mean of string values at column 6 of expression \
+                 'mean(lower(device_id))'",
+                Some("mean takes numeric (int or float) values"),
+            ),
+            (
+                "aggregates.d",
+                "unknown field 'temprature' at column 5 of expression 'max(temprature * 2)'",
+                Some("did you mean 'temperature'?"),
+            ),
+            (
+                "aggregates.e",
+                "'null' is always null at column 5 of expression 'sum(null)'",
+                Some("give it a type, as in cast(null as float64)"),
+            ),
+            (
+                "aggregates.f",
+                "'count_if()' needs a condition",
+                Some("write 'count_if(condition)', as in 'count_if(temperature > 30)'"),
+            ),
+            (
+                "aggregates.g",
+                "unknown aggregate function 'avg'",
+                Some("did you mean 'mean'?"),
+            ),
+        ];
+        let expected: Vec<(String, String, Option<String>)> = expected
+            .into_iter()
+            .map(|(p, m, h)| (p.into(), m.into(), h.map(Into::into)))
+            .collect();
+        assert_eq!(found[..expected.len()], expected[..]);
+        // A syntax error in the argument points into the whole aggregate.
+        let (path, message, _) = &found[expected.len()];
+        assert_eq!(path, "aggregates.h");
+        assert!(
+            message.contains("at column 18 of expression 'min(temperature >)'"),
+            "{message}"
+        );
+        // The expression language has no `||`: a syntax error, at the first '|'.
+        let (path, message, _) = &found[expected.len() + 1];
+        assert_eq!(path, "aggregates.i");
+        assert!(
+            message.contains("at column 16 of expression 'mean(device_id || 'x')'"),
+            "{message}"
+        );
+        assert_eq!(found.len(), expected.len() + 2);
     }
 
     #[test]

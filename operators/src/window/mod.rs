@@ -20,14 +20,23 @@
 //! output's event-time column is `window_start`, so a second window whose size is a multiple
 //! of the first can aggregate the first one's output.
 //!
-//! | function        | reads                    | output type        | no values |
-//! |-----------------|--------------------------|--------------------|-----------|
-//! | `count()`       | rows                     | int64              | —         |
-//! | `count(field)`  | non-null, non-NaN values | int64              | 0         |
-//! | `sum(field)`    | numeric values           | float64            | null      |
-//! | `mean(field)`   | numeric values           | float64            | null      |
-//! | `min(field)`    | numeric values           | the field's type   | null      |
-//! | `max(field)`    | numeric values           | the field's type   | null      |
+//! | function              | reads                    | output type        | no values |
+//! |-----------------------|--------------------------|--------------------|-----------|
+//! | `count()`             | rows                     | int64              | —         |
+//! | `count(arg)`          | non-null, non-NaN values | int64              | 0         |
+//! | `count_if(condition)` | rows where it is true    | int64              | 0         |
+//! | `sum(arg)`            | numeric values           | float64            | null      |
+//! | `mean(arg)`           | numeric values           | float64            | null      |
+//! | `min(arg)`            | numeric values           | the argument's type | null     |
+//! | `max(arg)`            | numeric values           | the argument's type | null     |
+//!
+//! `arg` is a field, read as it is (so `min` and `max` keep its type, `int32` included), or
+//! an expression of [`crate::expr`], compiled against the input schema at plan time and
+//! evaluated once per batch, over the batch's on-time rows, into a column that is then
+//! aggregated like a field (`mean(temperature * 1.8 + 32)`; expressions compute with `int64`
+//! and `float64`). `condition` is always a bool expression; false and null do not count. A
+//! runtime error in an expression makes that value null (skipped) and is counted as
+//! `expression_error`, as in `filter` and `derive`.
 //!
 //! # When it emits, and late rows
 //!
@@ -41,7 +50,7 @@
 //! # Layout
 //!
 //! * [`config`](WindowConfig): options and their checks;
-//! * `expr`: the aggregate expression parser;
+//! * `expr`: the parser of the aggregate call (the argument is left to [`crate::expr`]);
 //! * `keys` and `accumulate`: group keys and aggregate state, a column at a time;
 //! * `aggregator`: one worker's open windows;
 //! * `operator`: the timely operator, its capabilities and metrics.

@@ -27,6 +27,7 @@ use edgeflow_engine::{
 
 use super::aggregator::WindowAggregator;
 use super::config::WindowPlan;
+use crate::expr::ErrorReporter;
 
 const BUG: &str = "window kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -70,6 +71,18 @@ impl DataflowOperator for TumblingWindow {
         let plan = self.plan.clone();
         let metrics = ctx.metrics.clone();
         let size = plan.size_ms;
+        // One reporter per aggregate that reads an expression: runtime errors in it (division
+        // by zero, a failed cast) make the value null, which the aggregate skips, and are
+        // counted as `expression_error`, as in `filter` and `derive`.
+        let mut reporters: Vec<Option<ErrorReporter>> = plan
+            .aggregates
+            .iter()
+            .map(|spec| {
+                spec.expression
+                    .as_ref()
+                    .map(|e| ErrorReporter::new(&ctx.name, e.text()))
+            })
+            .collect();
 
         let mut builder = OperatorBuilder::new("TumblingWindow".to_string(), input.scope());
         let mut input = builder.new_input(input, key_exchange(plan.keys.clone()));
@@ -102,6 +115,13 @@ impl DataflowOperator for TumblingWindow {
                             );
                         })
                         .expect(BUG);
+                    for (reporter, &errors) in
+                        reporters.iter_mut().zip(aggregator.expression_errors())
+                    {
+                        if let Some(reporter) = reporter {
+                            reporter.report(&metrics, errors);
+                        }
+                    }
                     metrics.count_dropped(LATE, absorbed.late);
                     metrics.count_dropped("missing_event_time", absorbed.missing_time);
                     if absorbed.late > 0 {
