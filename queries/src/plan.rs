@@ -646,29 +646,46 @@ enum PlanFailure {
     Options(Vec<OptionError>),
 }
 
+/// A registry entry's option parser.
+type ParseFn<C> = fn(toml::Table) -> Result<C, OptionError>;
+
+/// Finds the kind named by the node's `type` among `kinds` and parses the node's options.
+fn parse_node<K, C>(
+    kinds: &[K],
+    name: fn(&K) -> &'static str,
+    parse: fn(&K) -> ParseFn<C>,
+    decl: &Declared,
+) -> Result<C, PlanFailure> {
+    let kind = kinds
+        .iter()
+        .find(|k| name(k) == decl.kind)
+        .ok_or(PlanFailure::UnknownKind)?;
+    parse(kind)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))
+}
+
 fn plan_one(
     decl: &Declared,
     input_schemas: Option<Vec<SchemaRef>>,
 ) -> Result<Option<(SchemaRef, Component)>, PlanFailure> {
     match decl.role {
         NodeRole::Source => {
-            let kind = edgeflow_connectors::sources()
-                .iter()
-                .find(|k| k.name == decl.kind)
-                .ok_or(PlanFailure::UnknownKind)?;
-            let config =
-                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
+            let config = parse_node(
+                edgeflow_connectors::sources(),
+                |k| k.name,
+                |k| k.parse,
+                decl,
+            )?;
             let schema = config.schema().map_err(PlanFailure::Options)?;
             let watermark = config.watermark();
             Ok(Some((schema, Component::Source { config, watermark })))
         }
         NodeRole::Operator => {
-            let kind = edgeflow_operators::operators()
-                .iter()
-                .find(|k| k.name == decl.kind)
-                .ok_or(PlanFailure::UnknownKind)?;
-            let config =
-                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
+            let config = parse_node(
+                edgeflow_operators::operators(),
+                |k| k.name,
+                |k| k.parse,
+                decl,
+            )?;
             let Some(input_schemas) = input_schemas else {
                 return Ok(None);
             };
@@ -679,12 +696,7 @@ fn plan_one(
             )))
         }
         NodeRole::Sink => {
-            let kind = edgeflow_connectors::sinks()
-                .iter()
-                .find(|k| k.name == decl.kind)
-                .ok_or(PlanFailure::UnknownKind)?;
-            let config =
-                (kind.parse)(decl.options.clone()).map_err(|e| PlanFailure::Options(vec![e]))?;
+            let config = parse_node(edgeflow_connectors::sinks(), |k| k.name, |k| k.parse, decl)?;
             let Some(input_schemas) = input_schemas else {
                 return Ok(None);
             };
