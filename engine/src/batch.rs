@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::take_record_batch;
-use arrow::datatypes::SchemaRef;
 use timely::Accountable;
 use timely::communication::Push;
 use timely::dataflow::channels::pact::DistributorPact;
@@ -287,14 +286,6 @@ pub fn key_exchange(key_columns: Vec<usize>) -> KeyExchange {
         peers,
         hashes: Vec::new(),
     }))
-}
-
-/// Column indices of `names` in `schema`, or the first name that is missing.
-pub fn column_indices(schema: &SchemaRef, names: &[String]) -> Result<Vec<usize>, String> {
-    names
-        .iter()
-        .map(|name| schema.index_of(name).map_err(|_| name.clone()))
-        .collect()
 }
 
 #[cfg(test)]

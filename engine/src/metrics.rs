@@ -81,11 +81,6 @@ impl NodeMetrics {
         self.watermark.fetch_max(watermark, Ordering::Relaxed);
     }
 
-    /// Sets the number of rows (or keys) the node holds in state.
-    pub fn set_state_rows(&self, rows: usize) {
-        self.state_rows.store(rows as u64, Ordering::Relaxed);
-    }
-
     /// Adds to the number of rows held in state (signed, for per-worker deltas).
     pub fn add_state_rows(&self, delta: i64) {
         if delta >= 0 {

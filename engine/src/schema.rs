@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMillisecondType};
 
 use crate::time::EventTime;
@@ -133,21 +133,6 @@ pub fn max_event_time(rows: &RecordBatch, column: usize) -> Option<EventTime> {
     let array = rows.column(column);
     let times = array.as_primitive_opt::<TimestampMillisecondType>()?;
     arrow::compute::max(times).map(|t| t.max(0) as EventTime)
-}
-
-/// Event times of a column as a slice of `i64` milliseconds (nulls are 0 and must be checked
-/// with the array's validity).
-pub fn event_times(
-    rows: &RecordBatch,
-    column: usize,
-) -> Option<&arrow::array::TimestampMillisecondArray> {
-    rows.column(column)
-        .as_primitive_opt::<TimestampMillisecondType>()
-}
-
-/// True when every row of `rows` has a non-null event time in `column`.
-pub fn event_times_complete(rows: &RecordBatch, column: usize) -> bool {
-    rows.column(column).null_count() == 0
 }
 
 #[cfg(test)]

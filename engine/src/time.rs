@@ -149,11 +149,6 @@ impl WatermarkTracker {
     }
 }
 
-/// The start of the tumbling window of `size` that contains `time` (aligned to the epoch).
-pub fn window_start(time: EventTime, size_ms: u64) -> EventTime {
-    time - time % size_ms
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,12 +213,6 @@ mod tests {
         );
         let error = parse_duration("ten seconds").unwrap_err();
         assert!(error.contains("'ten seconds'"), "{error}");
-    }
-
-    #[test]
-    fn window_start_aligns_to_epoch() {
-        assert_eq!(window_start(12_345, 10_000), 10_000);
-        assert_eq!(window_start(20_000, 10_000), 20_000);
     }
 
     #[test]

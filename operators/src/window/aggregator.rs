@@ -76,6 +76,12 @@ fn start_of(time: i64, size: i64) -> i64 {
     time - time.rem_euclid(size)
 }
 
+/// Rows with an event time below this are late at `watermark`: their window (of `size`)
+/// ended at or before it, so it may already have been emitted.
+pub(crate) fn late_threshold(watermark: u64, size: i64) -> i64 {
+    start_of(i64::try_from(watermark).unwrap_or(i64::MAX), size)
+}
+
 impl WindowAggregator {
     /// An aggregator with no open window.
     pub(crate) fn new(plan: Arc<WindowPlan>) -> Result<Self, ArrowError> {
@@ -135,9 +141,7 @@ impl WindowAggregator {
                 ArrowError::SchemaError("event-time column is not a ms timestamp".into())
             })?;
         let raw = times.values();
-        // Rows with event time below the start of the watermark's window are late.
-        let watermark = i64::try_from(watermark).unwrap_or(i64::MAX);
-        let threshold = start_of(watermark, size);
+        let threshold = late_threshold(watermark, size);
 
         let mut absorbed = Absorbed::default();
         let (mut min, mut max) = (i64::MAX, i64::MIN);

@@ -25,7 +25,7 @@ use edgeflow_engine::{
     Batch, BatchStream, DataflowOperator, EventTime, OperatorContext, key_exchange,
 };
 
-use super::aggregator::WindowAggregator;
+use super::aggregator::{WindowAggregator, late_threshold};
 use super::config::WindowPlan;
 use crate::expr::ErrorReporter;
 
@@ -170,8 +170,7 @@ fn late_rows(
     watermark: EventTime,
     size: i64,
 ) -> edgeflow_engine::arrow::array::RecordBatch {
-    let watermark = i64::try_from(watermark).unwrap_or(i64::MAX);
-    let threshold = watermark - watermark.rem_euclid(size);
+    let threshold = late_threshold(watermark, size);
     let times = rows.column(event_time);
     let timezone = match times.data_type() {
         edgeflow_engine::arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
