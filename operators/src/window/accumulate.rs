@@ -16,7 +16,7 @@ use edgeflow_engine::arrow::datatypes::{DataType, Float64Type, Int64Type};
 use edgeflow_engine::arrow::error::ArrowError;
 
 use super::Selection;
-use super::config::AggregateSpec;
+use super::plan_aggregate::AggregateSpec;
 use super::expr::AggregateFunction;
 use crate::fields::Numeric;
 
@@ -185,11 +185,13 @@ impl Accumulator {
         }
     }
 
-    /// Adds the selected rows of one batch; `gids[k]` is the group of the `k`-th selected row.
+    /// Adds the selected rows of one batch; `gids[k]` is the group of the `k`-th selected row
+    /// and `times[row]` the event time (ms since the epoch) of every row of the batch.
     pub(crate) fn update(
         &mut self,
         spec: &AggregateSpec,
         values: &Values,
+        _times: &[i64],
         rows: Selection<'_>,
         gids: &[u32],
     ) {
@@ -326,7 +328,13 @@ mod tests {
         let values = Values::prepare(spec, Some(&column)).unwrap();
         let mut acc = Accumulator::new(spec);
         acc.grow(spec, groups);
-        acc.update(spec, &values, Selection::All(column.len()), gids);
+        acc.update(
+            spec,
+            &values,
+            &vec![0; column.len()],
+            Selection::All(column.len()),
+            gids,
+        );
         acc.finish(spec, &(0..groups as u32).collect::<Vec<_>>())
             .unwrap()
     }
@@ -473,6 +481,7 @@ mod tests {
         acc.update(
             &rows,
             &Values::None,
+            &[0; 10],
             Selection::Rows(&[7, 3, 9]),
             &[1, 1, 0],
         );
@@ -504,7 +513,13 @@ mod tests {
         let values = Values::prepare(&spec, Some(&condition)).unwrap();
         let mut acc = Accumulator::new(&spec);
         acc.grow(&spec, 1);
-        acc.update(&spec, &values, Selection::Rows(&[2, 3, 1]), &[0, 0, 0]);
+        acc.update(
+            &spec,
+            &values,
+            &[0; 5],
+            Selection::Rows(&[2, 3, 1]),
+            &[0, 0, 0],
+        );
         let out = acc.finish(&spec, &[0]).unwrap();
         assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), [1]);
     }

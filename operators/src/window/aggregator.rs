@@ -14,6 +14,7 @@ use std::sync::Arc;
 use edgeflow_engine::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
 };
+use edgeflow_engine::arrow::buffer::ScalarBuffer;
 use edgeflow_engine::arrow::compute::filter_record_batch;
 use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
 use edgeflow_engine::arrow::error::ArrowError;
@@ -68,6 +69,8 @@ struct OpenWindows {
 struct Prepared {
     keys: BatchKeys,
     values: Vec<Values>,
+    /// The event time of every row (ms); null times are never selected.
+    times: ScalarBuffer<i64>,
 }
 
 /// The start of the window of `size` containing `time` (aligned to the epoch; also right for
@@ -117,7 +120,7 @@ impl WindowAggregator {
             .open
             .keys()
             .next()
-            .map(|start| start.saturating_add(self.plan.size_ms))
+            .map(|start| start.saturating_add(self.plan.alignment().size_ms))
     }
 
     /// Adds a batch that arrived with watermark `watermark`; calls `opened(start)` for each
@@ -133,7 +136,7 @@ impl WindowAggregator {
         mut opened: impl FnMut(i64),
     ) -> Result<Absorbed, ArrowError> {
         self.expression_errors.fill(0);
-        let size = self.plan.size_ms;
+        let size = self.plan.alignment().size_ms;
         let times: &TimestampMillisecondArray = rows
             .column(self.plan.event_time)
             .as_primitive_opt::<TimestampMillisecondType>()
@@ -197,6 +200,11 @@ impl WindowAggregator {
         let prepared = Prepared {
             keys: self.encoder.prepare(rows)?,
             values,
+            times: rows
+                .column(self.plan.event_time)
+                .as_primitive::<TimestampMillisecondType>()
+                .values()
+                .clone(),
         };
 
         let first = start_of(min, size);
@@ -261,7 +269,7 @@ impl WindowAggregator {
         };
         self.windows.groups -= window.keys.len();
         let (key_columns, order) = self.encoder.sorted(&window.keys)?;
-        let end = start.saturating_add(self.plan.size_ms);
+        let end = start.saturating_add(self.plan.alignment().size_ms);
         let n = order.len();
         let bound = |time: i64| -> ArrayRef {
             Arc::new(TimestampMillisecondArray::from(vec![time; n]).with_timezone(UTC))
@@ -310,7 +318,7 @@ impl OpenWindows {
             .zip(&plan.aggregates)
             .zip(&prepared.values)
         {
-            accumulator.update(spec, values, rows, &self.gids);
+            accumulator.update(spec, values, &prepared.times, rows, &self.gids);
         }
     }
 }

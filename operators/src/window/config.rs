@@ -2,16 +2,15 @@
 //! schema, which produce the [`WindowPlan`] every worker runs.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use edgeflow_engine::OptionError;
-use edgeflow_engine::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef, TimeUnit};
+use edgeflow_engine::arrow::datatypes::{DataType, Field, FieldRef, SchemaRef, TimeUnit};
 use edgeflow_engine::schema::{event_time_column, schema_with_event_time, timestamp_type};
 use serde::Deserialize;
 
-use super::expr::{AggregateArgument, AggregateFunction, parse_aggregate};
-use crate::expr::{Expr, ExprError};
-use crate::fields::{Numeric, error_at, lookup, numeric, single_input, type_name};
+use super::kind::{Alignment, DAY_MS, WindowKind};
+use super::plan_aggregate::{AggregateSpec, plan_aggregate};
+use crate::fields::{error_at, lookup, single_input, type_name};
 use crate::options::OrderedMap;
 
 /// Name of the output column holding each window's start (also its event-time column).
@@ -19,25 +18,83 @@ pub const WINDOW_START: &str = "window_start";
 /// Name of the output column holding each window's end (exclusive).
 pub const WINDOW_END: &str = "window_end";
 
-/// The window kinds the options accept; only the first is implemented.
-const KINDS: [&str; 4] = ["tumbling", "sliding", "hopping", "session"];
+/// Name of the output column numbering each emission of a window and key (from 0), present
+/// with `allowed_lateness` or `emit_every`: keep the highest.
+pub const REVISION: &str = "revision";
+/// Name of the output column telling early firings (true) from rows emitted once the window
+/// ended (false), present with `allowed_lateness` or `emit_every`.
+pub const PROVISIONAL: &str = "provisional";
+
+/// Keys held per worker when `max_keys` is not set.
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
+
+/// The window kinds, in the order help texts list them.
+pub const KINDS: [&str; 5] = ["tumbling", "hopping", "sliding", "session", "count"];
 
 fn default_kind() -> String {
     KINDS[0].to_string()
 }
 
 /// Options of a `window` operator.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowConfig {
-    /// Window kind. Only `"tumbling"` is supported for now: fixed-size, non-overlapping
-    /// windows aligned to the Unix epoch. Default: `"tumbling"`.
+    /// Window kind: `"tumbling"` (default), `"hopping"`, `"sliding"`, `"session"` or
+    /// `"count"`. See the module documentation for what each one computes.
     #[serde(default = "default_kind")]
     pub kind: String,
     /// Window length, such as `"10s"`, `"500ms"` or `"5m"`: at least 1 ms and a whole number of
-    /// milliseconds. Required. Kept as text and checked when planning, so that a bad size is
-    /// reported together with every other bad option (see [`WindowConfig::size`]).
-    pub size: String,
+    /// milliseconds. Required by tumbling, hopping and sliding windows. Durations are kept as
+    /// text and checked when planning, so that a bad one is reported together with every
+    /// other bad option.
+    #[serde(default)]
+    pub size: Option<String>,
+    /// Hopping windows: the distance between two window starts; `size` must be a multiple
+    /// of it.
+    #[serde(default)]
+    pub slide: Option<String>,
+    /// Session windows: a key's session ends after this long without an event. Required.
+    #[serde(default)]
+    pub gap: Option<String>,
+    /// Session windows: a session that lasts this long is closed even if events keep coming
+    /// (the next event starts a new one). Default: no limit.
+    #[serde(default)]
+    pub max_length: Option<String>,
+    /// Count windows: the number of events per window and key. Required.
+    #[serde(default)]
+    pub count: Option<u64>,
+    /// Tumbling and hopping windows: shifts window starts from the epoch (or from local
+    /// midnight with `timezone`) by this much, such as `"15m"`. Default: none.
+    #[serde(default)]
+    pub offset: Option<String>,
+    /// Tumbling and hopping windows: align windows to the wall clock of this IANA time zone
+    /// (`"Europe/Berlin"`), daylight-saving changes included: a `"1d"` window runs from
+    /// local midnight to local midnight (23 or 25 hours on the days the clocks change).
+    /// Default: UTC.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// `"event"` (default): windows follow the rows' event time and the watermark.
+    /// `"processing"`: windows follow the gateway's clock when rows reach the operator.
+    #[serde(default)]
+    pub time: Option<String>,
+    /// Tumbling and hopping windows: how long after its end a window still accepts late
+    /// rows, each of which makes it emit its changed rows again with a higher `revision`.
+    /// Default: `"0s"`.
+    #[serde(default)]
+    pub allowed_lateness: Option<String>,
+    /// Tumbling and hopping windows: emit provisional rows every this much event time before
+    /// the window ends (early firings). Default: only when the window ends.
+    #[serde(default)]
+    pub emit_every: Option<String>,
+    /// Tumbling and hopping windows: emit a row with zero counts (and null aggregates) for
+    /// every key seen before but silent in a window. Default: `false`.
+    #[serde(default)]
+    pub emit_empty: bool,
+    /// Most group keys the operator holds state for (per worker); when a new key would pass
+    /// it, the least recently updated key's state is emitted early and dropped, and counted
+    /// as `evicted_keys`. Default: 100000.
+    #[serde(default)]
+    pub max_keys: Option<u64>,
     /// Fields whose values split each window into groups (one output row per window and
     /// distinct key; null is a key value of its own). String, integer and bool fields.
     /// Default: none (one row per window).
@@ -52,27 +109,23 @@ pub struct WindowConfig {
     pub aggregates: OrderedMap<String>,
 }
 
-/// One aggregate of the plan.
-#[derive(Clone, Debug)]
-pub(crate) struct AggregateSpec {
-    /// The function.
-    pub function: AggregateFunction,
-    /// The input column it reads (`None` for `count()` and for an expression).
-    pub column: Option<usize>,
-    /// The expression it reads instead of a column, evaluated once per batch.
-    pub expression: Option<Arc<Expr>>,
-    /// How the input values are computed with (`None` for `count()`, `count_if` and for
-    /// `count` of non-numeric values).
-    pub numeric: Option<Numeric>,
-    /// The output column's type.
-    pub output_type: DataType,
-}
-
 /// Everything a worker needs to run the window.
 #[derive(Clone, Debug)]
 pub(crate) struct WindowPlan {
-    /// Window length in milliseconds (at least 1).
-    pub size_ms: i64,
+    /// The window kind and its parameters.
+    pub kind: WindowKind,
+    /// How long after its end a window accepts late rows (0: none).
+    pub allowed_lateness_ms: i64,
+    /// Early firings: provisional rows every this much event time before a window ends.
+    pub emit_every_ms: Option<i64>,
+    /// Emit rows for keys seen before but silent in a window.
+    pub emit_empty: bool,
+    /// Most keys held per worker.
+    pub max_keys: usize,
+    /// Windows follow the wall clock on arrival instead of event time.
+    pub processing_time: bool,
+    /// Whether the output has the `revision` and `provisional` columns.
+    pub revisions: bool,
     /// Index of the input's event-time column.
     pub event_time: usize,
     /// Indices of the group-key columns, in `group_by` order.
@@ -103,13 +156,221 @@ fn key_type_supported(data_type: &DataType) -> bool {
     )
 }
 
-impl WindowConfig {
-    /// The window length, if `size` is a valid duration.
+impl WindowPlan {
+    /// The alignment of tumbling and hopping windows.
     ///
-    /// # Errors
-    /// A message quoting the text.
-    pub fn size(&self) -> Result<Duration, String> {
-        edgeflow_engine::time::parse_duration(&self.size)
+    /// # Panics
+    /// For the other kinds, which the planner never gives the aligned-window operator.
+    pub(crate) fn alignment(&self) -> &Alignment {
+        match &self.kind {
+            WindowKind::Aligned(alignment) => alignment,
+            other => panic!("not an aligned window kind: {other:?}"),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// Reads the duration option `option` in whole milliseconds (`None` when absent or
+    /// invalid, with the error pushed). `zero_ok` allows `"0s"`.
+    fn duration(&self, option: &str, errors: &mut Vec<OptionError>, zero_ok: bool) -> Option<i64> {
+        let text = match option {
+            "size" => self.size.as_ref(),
+            "slide" => self.slide.as_ref(),
+            "gap" => self.gap.as_ref(),
+            "max_length" => self.max_length.as_ref(),
+            "offset" => self.offset.as_ref(),
+            "allowed_lateness" => self.allowed_lateness.as_ref(),
+            "emit_every" => self.emit_every.as_ref(),
+            _ => unreachable!("not a duration option: {option}"),
+        }?;
+        match edgeflow_engine::time::parse_duration(text) {
+            Err(message) => errors.push(OptionError::at(option, message)),
+            Ok(d) if !d.subsec_nanos().is_multiple_of(1_000_000) || (d.is_zero() && !zero_ok) => {
+                errors.push(OptionError::at(
+                    option,
+                    format!(
+                        "'{option}' must be a whole number of milliseconds{}, got '{text}'",
+                        if zero_ok { "" } else { ", at least 1ms" }
+                    ),
+                ))
+            }
+            Ok(d) if d.as_millis() > i64::MAX as u128 / 4 => {
+                errors.push(OptionError::at(option, format!("'{option}' '{text}' is too large")))
+            }
+            Ok(d) => return Some(d.as_millis() as i64),
+        }
+        None
+    }
+
+    /// Like [`Self::duration`], for an option the kind requires.
+    fn required(&self, option: &str, errors: &mut Vec<OptionError>) -> Option<i64> {
+        let value = self.duration(option, errors, false);
+        let given = match option {
+            "size" => self.size.is_some(),
+            "gap" => self.gap.is_some(),
+            _ => true,
+        };
+        if !given {
+            errors.push(
+                OptionError::at("", format!("{} windows need '{option}'", self.kind))
+                    .with_hint(format!("add {option} = \"10s\"")),
+            );
+        }
+        value
+    }
+
+    /// Reports options that `self.kind` does not read.
+    fn unused(&self, errors: &mut Vec<OptionError>, options: &[(&str, bool)]) {
+        for (option, set) in options {
+            if *set {
+                errors.push(OptionError::at(
+                    option,
+                    format!("'{option}' does not apply to {} windows", self.kind),
+                ));
+            }
+        }
+    }
+
+    /// The kind and its parameters; every problem goes to `errors`.
+    fn plan_kind(&self, errors: &mut Vec<OptionError>) -> Option<WindowKind> {
+        let aligned_only = [
+            ("slide", self.slide.is_some()),
+            ("offset", self.offset.is_some()),
+            ("timezone", self.timezone.is_some()),
+        ];
+        match self.kind.as_str() {
+            "tumbling" | "hopping" => {
+                self.unused(
+                    errors,
+                    &[
+                        ("gap", self.gap.is_some()),
+                        ("max_length", self.max_length.is_some()),
+                        ("count", self.count.is_some()),
+                    ],
+                );
+                let size = self.required("size", errors);
+                let slide = if self.kind == "hopping" {
+                    if self.slide.is_none() {
+                        errors.push(
+                            OptionError::at("", "hopping windows need 'slide'")
+                                .with_hint("add slide = \"10s\" (a new window starts this often)"),
+                        );
+                    }
+                    self.duration("slide", errors, false)
+                } else {
+                    self.unused(errors, &[("slide", self.slide.is_some())]);
+                    size
+                };
+                let offset = self.duration("offset", errors, true).unwrap_or(0);
+                let zone = match &self.timezone {
+                    None => None,
+                    Some(name) => match name.parse::<chrono_tz::Tz>() {
+                        Ok(zone) => Some(zone),
+                        Err(_) => {
+                            errors.push(
+                                OptionError::at("timezone", format!("unknown time zone '{name}'"))
+                                    .with_hint("use an IANA name such as \"Europe/Berlin\" or \"UTC\""),
+                            );
+                            None
+                        }
+                    },
+                };
+                let (size, slide) = (size?, slide?);
+                if size % slide != 0 {
+                    errors.push(
+                        OptionError::at("slide", "the window 'size' must be a multiple of 'slide'")
+                            .with_hint(format!("such as slide = \"{}ms\"", gcd(size, slide))),
+                    );
+                    return None;
+                }
+                if offset >= slide {
+                    errors.push(OptionError::at(
+                        "offset",
+                        "'offset' must be shorter than the window 'slide' (or 'size')",
+                    ));
+                    return None;
+                }
+                if zone.is_some() && (size % DAY_MS != 0 || slide != size) && DAY_MS % slide != 0 {
+                    errors.push(
+                        OptionError::at("timezone", "calendar alignment needs windows that divide a day, or whole days")
+                            .with_hint("use a size such as \"15m\", \"1h\" or \"1d\""),
+                    );
+                    return None;
+                }
+                if zone.is_some() && size % DAY_MS == 0 && slide != size {
+                    errors.push(OptionError::at(
+                        "slide",
+                        "hopping windows of whole days cannot follow a time zone",
+                    ));
+                    return None;
+                }
+                Some(WindowKind::Aligned(Alignment {
+                    size_ms: size,
+                    slide_ms: slide,
+                    offset_ms: offset,
+                    zone,
+                }))
+            }
+            "sliding" => {
+                self.unused(errors, &aligned_only);
+                self.unused(
+                    errors,
+                    &[
+                        ("gap", self.gap.is_some()),
+                        ("max_length", self.max_length.is_some()),
+                        ("count", self.count.is_some()),
+                    ],
+                );
+                Some(WindowKind::Sliding {
+                    size_ms: self.required("size", errors)?,
+                })
+            }
+            "session" => {
+                self.unused(errors, &aligned_only);
+                self.unused(
+                    errors,
+                    &[("size", self.size.is_some()), ("count", self.count.is_some())],
+                );
+                let gap_ms = self.required("gap", errors);
+                let max_length_ms = self.duration("max_length", errors, false);
+                Some(WindowKind::Session {
+                    gap_ms: gap_ms?,
+                    max_length_ms,
+                })
+            }
+            "count" => {
+                self.unused(errors, &aligned_only);
+                self.unused(
+                    errors,
+                    &[
+                        ("size", self.size.is_some()),
+                        ("gap", self.gap.is_some()),
+                        ("max_length", self.max_length.is_some()),
+                    ],
+                );
+                match self.count {
+                    None => {
+                        errors.push(
+                            OptionError::at("", "count windows need 'count'")
+                                .with_hint("add count = 100 (events per window and key)"),
+                        );
+                        None
+                    }
+                    Some(0) => {
+                        errors.push(OptionError::at("count", "'count' must be at least 1"));
+                        None
+                    }
+                    Some(events) => Some(WindowKind::Count { events }),
+                }
+            }
+            other => {
+                errors.push(
+                    OptionError::at("kind", format!("unknown window kind '{other}'"))
+                        .suggest(other, KINDS),
+                );
+                None
+            }
+        }
     }
 
     /// Checks the options against the input schema.
@@ -120,39 +381,61 @@ impl WindowConfig {
         let schema = single_input("window", inputs).map_err(|e| vec![e])?;
         let mut errors = Vec::new();
 
-        if self.kind != KINDS[0] {
-            let lower = self.kind.to_ascii_lowercase();
-            errors.push(if KINDS[1..].contains(&lower.as_str()) {
-                OptionError::at(
-                    "kind",
-                    format!("window kind '{}' is not supported yet", self.kind),
-                )
-                .with_hint("only 'tumbling' windows are available for now")
-            } else {
-                OptionError::at("kind", format!("unknown window kind '{}'", self.kind))
-                    .suggest(&self.kind, KINDS[..1].iter().copied())
-            });
-        }
-
-        let mut size_ms = 0;
-        match self.size() {
-            Err(message) => errors.push(OptionError::at("size", message)),
-            Ok(size) if size.is_zero() || !size.subsec_nanos().is_multiple_of(1_000_000) => {
-                errors.push(OptionError::at(
-                    "size",
-                    format!(
-                        "window size must be a whole number of milliseconds, at least 1ms, \
-                         got '{}'",
-                        self.size
-                    ),
-                ));
+        let kind = self.plan_kind(&mut errors);
+        let lateness = self.duration("allowed_lateness", &mut errors, true);
+        let emit_every = self.duration("emit_every", &mut errors, false);
+        let processing_time = match self.time.as_deref() {
+            None | Some("event") => false,
+            Some("processing") => true,
+            Some(other) => {
+                errors.push(
+                    OptionError::at("time", format!("unknown time '{other}'"))
+                        .suggest(other, ["event", "processing"]),
+                );
+                false
             }
-            Ok(size) if size.as_millis() > i64::MAX as u128 / 4 => errors.push(OptionError::at(
-                "size",
-                format!("window size '{}' is too large", self.size),
-            )),
-            Ok(size) => size_ms = size.as_millis() as i64,
+        };
+        let aligned = matches!(kind, Some(WindowKind::Aligned(_)));
+        for (option, set) in [
+            ("allowed_lateness", lateness.is_some_and(|l| l > 0)),
+            ("emit_every", emit_every.is_some()),
+            ("emit_empty", self.emit_empty),
+        ] {
+            if set && kind.is_some() && !aligned {
+                errors.push(
+                    OptionError::at(option, format!("'{option}' needs tumbling or hopping windows"))
+                        .with_hint(format!(
+                            "{} windows emit each window once, when the watermark passes it",
+                            self.kind
+                        )),
+                );
+            }
         }
+        if processing_time && lateness.is_some_and(|l| l > 0) {
+            errors.push(
+                OptionError::at("allowed_lateness", "processing-time windows have no late rows")
+                    .with_hint("remove 'allowed_lateness', or use time = \"event\""),
+            );
+        }
+        if let (Some(every), Some(WindowKind::Aligned(alignment))) = (emit_every, &kind)
+            && every >= alignment.size_ms
+        {
+            errors.push(
+                OptionError::at(
+                    "emit_every",
+                    "'emit_every' must be shorter than the window 'size'",
+                )
+                .with_hint("early firings happen before a window ends"),
+            );
+        }
+        let max_keys = match self.max_keys {
+            Some(0) => {
+                errors.push(OptionError::at("max_keys", "'max_keys' must be at least 1"));
+                0
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => DEFAULT_MAX_KEYS,
+        };
 
         let event_time = match event_time_column(schema) {
             Some((index, name)) => match schema.field(index).data_type() {
@@ -183,6 +466,10 @@ impl WindowConfig {
             (WINDOW_START.into(), "the window start"),
             (WINDOW_END.into(), "the window end"),
         ];
+        if lateness.is_some_and(|l| l > 0) || emit_every.is_some() {
+            taken.push((REVISION.into(), "the revision number"));
+            taken.push((PROVISIONAL.into(), "the provisional flag"));
+        }
         let mut keys = Vec::new();
         let mut key_fields = Vec::new();
         for (position, name) in self.group_by.iter().enumerate() {
@@ -236,17 +523,29 @@ impl WindowConfig {
             }
         }
 
-        let Some(event_time) = event_time.filter(|_| errors.is_empty()) else {
+        let (Some(event_time), Some(kind)) = (event_time.filter(|_| errors.is_empty()), kind)
+        else {
             return Err(errors);
         };
+        let revisions = lateness.is_some_and(|l| l > 0) || emit_every.is_some();
         let mut fields = vec![
             Field::new(WINDOW_START, timestamp_type(), false),
             Field::new(WINDOW_END, timestamp_type(), false),
         ];
         fields.extend(key_fields.iter().map(|f| f.as_ref().clone()));
         fields.extend(aggregate_fields);
+        if revisions {
+            fields.push(Field::new(REVISION, DataType::Int64, false));
+            fields.push(Field::new(PROVISIONAL, DataType::Boolean, false));
+        }
         Ok(WindowPlan {
-            size_ms,
+            kind,
+            allowed_lateness_ms: lateness.unwrap_or(0),
+            emit_every_ms: emit_every,
+            emit_empty: self.emit_empty,
+            max_keys,
+            processing_time,
+            revisions,
             event_time,
             keys,
             key_fields,
@@ -256,144 +555,9 @@ impl WindowConfig {
     }
 }
 
-fn plan_aggregate(
-    schema: &Schema,
-    name: &str,
-    text: &str,
-    path: &[&str],
-    taken: &[(String, &'static str)],
-) -> Result<(AggregateSpec, Field), OptionError> {
-    if name.trim().is_empty() {
-        return Err(error_at(path, "an aggregate's output column needs a name"));
-    }
-    if let Some((_, what)) = taken.iter().find(|(t, _)| t == name) {
-        return Err(
-            error_at(path, format!("output column '{name}' is already {what}"))
-                .with_hint("give the aggregate another name"),
-        );
-    }
-    let expr = parse_aggregate(text).map_err(|error| OptionError {
-        path: path.iter().map(|s| s.to_string()).collect(),
-        message: error.message,
-        hint: error.hint,
-    })?;
-    let function = expr.function;
-    let field_name = match expr.argument {
-        AggregateArgument::Rows => {
-            let spec = AggregateSpec {
-                function,
-                column: None,
-                expression: None,
-                numeric: None,
-                output_type: DataType::Int64,
-            };
-            return Ok((spec, Field::new(name, DataType::Int64, false)));
-        }
-        AggregateArgument::Expression {
-            text: argument,
-            offset,
-        } => {
-            return plan_expression(schema, name, text, path, function, &argument, offset);
-        }
-        AggregateArgument::Field(field_name) => field_name,
-    };
-    let (column, field) = lookup(schema, &field_name, path)?;
-    let class = numeric(field.data_type());
-    let output_type = match (function, class) {
-        (AggregateFunction::Count, _) => DataType::Int64,
-        (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
-        (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => field.data_type().clone(),
-        (AggregateFunction::CountIf, _) => {
-            unreachable!("the argument of count_if is always parsed as an expression")
-        }
-        (_, None) => {
-            return Err(error_at(
-                path,
-                format!(
-                    "cannot take {function} of {} field '{field_name}'",
-                    type_name(field.data_type())
-                ),
-            )
-            .with_hint(format!("{function} takes numeric (int or float) fields")));
-        }
-    };
-    let nullable = function != AggregateFunction::Count;
-    let spec = AggregateSpec {
-        function,
-        column: Some(column),
-        expression: None,
-        numeric: class,
-        output_type: output_type.clone(),
-    };
-    Ok((spec, Field::new(name, output_type, nullable)))
-}
-
-/// Plans an aggregate whose argument is an expression: compiles `argument` (found at byte
-/// `offset` of the aggregate `text`) and checks its type against the function. Errors point
-/// into the whole aggregate text, as `at column N of expression '…'`.
-fn plan_expression(
-    schema: &Schema,
-    name: &str,
-    text: &str,
-    path: &[&str],
-    function: AggregateFunction,
-    argument: &str,
-    offset: usize,
-) -> Result<(AggregateSpec, Field), OptionError> {
-    let at = |error: ExprError| {
-        ExprError {
-            offset: error.offset + offset,
-            ..error
-        }
-        .into_option_error(path, text)
-    };
-    let expr = Expr::compile(argument, schema).map_err(at)?;
-    let data_type = expr.data_type().clone();
-    if data_type == DataType::Null {
-        return Err(at(ExprError::new(
-            0,
-            format!("'{argument}' is always null"),
-        )
-        .with_hint("give it a type, as in cast(null as float64)")));
-    }
-    let class = numeric(&data_type);
-    let output_type = match (function, class) {
-        (AggregateFunction::CountIf, _) if data_type == DataType::Boolean => DataType::Int64,
-        (AggregateFunction::CountIf, _) => {
-            return Err(at(ExprError::new(
-                0,
-                format!(
-                    "count_if needs a bool condition, but '{argument}' gives {} values",
-                    type_name(&data_type)
-                ),
-            )
-            .with_hint("compare the value, as in 'count_if(temperature > 30)'")));
-        }
-        (AggregateFunction::Count, _) => DataType::Int64,
-        (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
-        // Expressions compute with int64 and float64, so these are the output types too.
-        (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => data_type.clone(),
-        (_, None) => {
-            return Err(at(ExprError::new(
-                0,
-                format!("cannot take {function} of {} values", type_name(&data_type)),
-            )
-            .with_hint(format!("{function} takes numeric (int or float) values"))));
-        }
-    };
-    let counts = matches!(
-        function,
-        AggregateFunction::Count | AggregateFunction::CountIf
-    );
-    let spec = AggregateSpec {
-        function,
-        column: None,
-        expression: Some(Arc::new(expr)),
-        // count_if reads the condition as bools, not numbers.
-        numeric: class.filter(|_| function != AggregateFunction::CountIf),
-        output_type: output_type.clone(),
-    };
-    Ok((spec, Field::new(name, output_type, !counts)))
+/// Greatest common divisor, for the hint of a slide that does not divide the size.
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a } else { gcd(b, a % b) }
 }
 
 #[cfg(test)]
@@ -435,9 +599,11 @@ mod tests {
     #[test]
     fn query_file_example_plans() {
         let config = config(EXAMPLE).unwrap();
-        assert_eq!(config.size(), Ok(Duration::from_secs(10)));
         let plan = config.plan_window(&[input()]).unwrap();
-        assert_eq!(plan.size_ms, 10_000);
+        assert_eq!(
+            plan.kind,
+            WindowKind::Aligned(Alignment::fixed(10_000, 10_000))
+        );
         assert_eq!(plan.event_time, 1);
         assert_eq!(plan.keys, [0]);
         let schema = plan.output_schema;
@@ -487,15 +653,15 @@ mod tests {
     #[test]
     fn every_bad_option_is_reported_with_path_and_hint() {
         let found = errors(
-            "kind = \"sliding\"\nsize = \"10s\"\ngroup_by = [\"devce_id\", \"temperature\"]\n\
+            "kind = \"hopping\"\nsize = \"10s\"\nslide = \"3s\"\ngroup_by = [\"devce_id\", \"temperature\"]\n\
              aggregates = { a = \"avg(temperature)\", b = \"max(temprature)\", \
              c = \"mean(device_id)\", d = \"count\" }",
         );
         let expected = [
             (
-                "kind",
-                "window kind 'sliding' is not supported yet",
-                Some("only 'tumbling' windows are available for now"),
+                "slide",
+                "the window 'size' must be a multiple of 'slide'",
+                Some("such as slide = \"1000ms\""),
             ),
             (
                 "group_by.0",
@@ -658,12 +824,13 @@ mod tests {
 
     #[test]
     fn kind_typos_and_sizes() {
-        let found = errors("kind = \"tumbing\"\nsize = \"0s\"");
+        let found = errors("kind = \"tumbing\"\nsize = \"1s\"");
         assert_eq!(found[0].0, "kind");
         assert_eq!(found[0].1, "unknown window kind 'tumbing'");
         assert_eq!(found[0].2.as_deref(), Some("did you mean 'tumbling'?"));
-        assert_eq!(found[1].0, "size");
-        assert!(found[1].1.contains("at least 1ms"), "{}", found[1].1);
+        let found = errors("size = \"0s\"");
+        assert_eq!(found[0].0, "size");
+        assert!(found[0].1.contains("at least 1ms"), "{}", found[0].1);
 
         let found = errors("size = \"1500us\"");
         assert_eq!(found[0].0, "size");
@@ -674,8 +841,8 @@ mod tests {
         assert!(found[0].1.contains("'ten seconds'"), "{}", found[0].1);
         assert_eq!(found[1].0, "group_by.0");
 
-        let error = config("kind = \"tumbling\"").unwrap_err();
-        assert!(error.message.contains("size"), "{}", error.message);
+        let found = errors("kind = \"tumbling\"");
+        assert_eq!(found[0].1, "tumbling windows need 'size'");
     }
 
     #[test]
@@ -699,7 +866,7 @@ mod tests {
     #[test]
     fn input_needs_a_timestamp_event_time() {
         let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)]));
+            Arc::new(edgeflow_engine::arrow::datatypes::Schema::new(vec![Field::new("v", DataType::Float64, true)]));
         let config = config("size = \"1s\"").unwrap();
         let errors = config.plan_window(&[schema]).unwrap_err();
         assert_eq!(errors.len(), 1);

@@ -60,6 +60,7 @@ use std::sync::Arc;
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError, parse_options};
 
+use self::kind::WindowKind;
 use crate::{OperatorConfig, OperatorKind};
 
 mod accumulate;
@@ -67,11 +68,13 @@ mod aggregator;
 mod config;
 mod expr;
 mod keys;
+mod kind;
 mod operator;
+mod plan_aggregate;
 
 pub use config::{WINDOW_END, WINDOW_START, WindowConfig};
 pub use expr::{AggregateExpr, AggregateFunction, ExprError, parse_aggregate};
-pub use operator::TumblingWindow;
+pub use operator::AlignedWindow;
 
 /// The `window` operator kind.
 pub const KIND: OperatorKind = OperatorKind {
@@ -86,20 +89,16 @@ fn parse(table: toml::Table) -> Result<Box<dyn OperatorConfig>, OptionError> {
 
 impl OperatorConfig for WindowConfig {
     fn plan(&self, inputs: &[SchemaRef]) -> Result<Arc<dyn DataflowOperator>, Vec<OptionError>> {
-        Ok(Arc::new(self.build(inputs)?))
-    }
-}
-
-impl WindowConfig {
-    /// Checks the options against the input schema and returns the operator.
-    ///
-    /// # Errors
-    /// Every problem found, each with the path of the option at fault.
-    pub fn build(&self, inputs: &[SchemaRef]) -> Result<TumblingWindow, Vec<OptionError>> {
-        let plan = self.plan_window(inputs)?;
-        Ok(TumblingWindow {
-            plan: Arc::new(plan),
-            input_schema: inputs[0].clone(),
+        let plan = Arc::new(self.plan_window(inputs)?);
+        let input_schema = inputs[0].clone();
+        Ok(match plan.kind {
+            WindowKind::Aligned(_) => Arc::new(AlignedWindow { plan, input_schema }),
+            WindowKind::Sliding { .. } | WindowKind::Session { .. } | WindowKind::Count { .. } => {
+                return Err(vec![OptionError::at(
+                    "kind",
+                    format!("window kind '{}' is not available yet", self.kind),
+                )]);
+            }
         })
     }
 }

@@ -1,4 +1,4 @@
-//! [`TumblingWindow`]: the timely operator around a [`WindowAggregator`].
+//! [`AlignedWindow`]: the timely operator around a [`WindowAggregator`].
 //!
 //! Rows are exchanged by group key (all to worker 0 without one), so each worker owns its
 //! keys' state. For every window it opens, the operator keeps a capability at `end - 1`,
@@ -37,12 +37,12 @@ pub const LATE: &str = "late";
 
 /// The planned tumbling-window operator.
 #[derive(Debug)]
-pub struct TumblingWindow {
+pub struct AlignedWindow {
     pub(crate) plan: Arc<WindowPlan>,
     pub(crate) input_schema: SchemaRef,
 }
 
-impl DataflowOperator for TumblingWindow {
+impl DataflowOperator for AlignedWindow {
     fn output_schema(&self) -> SchemaRef {
         self.plan.output_schema.clone()
     }
@@ -70,7 +70,7 @@ impl DataflowOperator for TumblingWindow {
             .expect("the planner gives a 'window' operator exactly one input");
         let plan = self.plan.clone();
         let metrics = ctx.metrics.clone();
-        let size = plan.size_ms;
+        let size = plan.alignment().size_ms;
         // One reporter per aggregate that reads an expression: runtime errors in it (division
         // by zero, a failed cast) make the value null, which the aggregate skips, and are
         // counted as `expression_error`, as in `filter` and `derive`.
@@ -84,7 +84,7 @@ impl DataflowOperator for TumblingWindow {
             })
             .collect();
 
-        let mut builder = OperatorBuilder::new("TumblingWindow".to_string(), input.scope());
+        let mut builder = OperatorBuilder::new("AlignedWindow".to_string(), input.scope());
         let mut input = builder.new_input(input, key_exchange(plan.keys.clone()));
         let (windows, window_stream) = builder.new_output::<Batch>();
         let (late, late_stream) = builder.new_output::<Batch>();
