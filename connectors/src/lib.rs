@@ -65,6 +65,14 @@ pub trait SourceConfig: Debug + Send + Sync {
     /// # Errors
     /// A one-line error naming what could not be opened and why.
     fn build(&self) -> Result<Box<dyn Source>, BoxError>;
+
+    /// Named side outputs with their schemas, such as an MQTT source's `rejected` messages,
+    /// in the order the running source addresses them with
+    /// [`SourceContext::send_side`](edgeflow_engine::SourceContext::send_side). A query file
+    /// reads one as `"<source>.<name>"`. Default: none.
+    fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
+        Vec::new()
+    }
 }
 
 /// A sink's options, checked and ready to build.

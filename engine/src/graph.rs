@@ -9,7 +9,9 @@
 //!
 //! * A **source** implements [`Source`]: an async task that reads from the outside world and
 //!   pushes Arrow batches through its [`SourceContext`]. It runs
-//!   once per pipeline, on tokio.
+//!   once per pipeline, on tokio. Rows it sets aside (such as rejected messages) may leave
+//!   through a side output ([`SourceContext::send_side`]), read by a
+//!   [`NodeKind::SideOutput`] node as operators' side outputs are.
 //! * An **operator** implements [`DataflowOperator`]: given its input streams on one worker, it
 //!   adds timely operators and returns its output stream. It is built once per worker, so it
 //!   must be `Send + Sync` and keep its per-worker state inside the timely operator closures.
@@ -131,9 +133,10 @@ pub enum NodeKind {
     },
     /// Transforms batches inside the dataflow.
     Operator(Arc<dyn DataflowOperator>),
-    /// One side output of the operator that is this node's only input.
+    /// One side output of the operator or source that is this node's only input.
     SideOutput {
-        /// Position in the operator's `side_outputs()` (0 for the first).
+        /// Position in the operator's `side_outputs()` (or in the source's, as the planner
+        /// knows them; 0 for the first).
         index: usize,
         /// Schema of its rows.
         schema: SchemaRef,
@@ -203,10 +206,14 @@ impl Graph {
             )));
         }
         if let NodeKind::SideOutput { .. } = kind
-            && (inputs.len() != 1 || !matches!(self.nodes[inputs[0]].kind, NodeKind::Operator(_)))
+            && (inputs.len() != 1
+                || !matches!(
+                    self.nodes[inputs[0]].kind,
+                    NodeKind::Operator(_) | NodeKind::Source { .. }
+                ))
         {
             return Err(EngineError::Internal(format!(
-                "side output '{name}' must read exactly one operator"
+                "side output '{name}' must read exactly one operator or source"
             )));
         }
         if let Some(&input) = inputs

@@ -10,6 +10,12 @@
 //! stamped with the watermark as it was *before* the batch, then the capability moves up.
 //! When the source task ends, the channel closes and the capability is dropped, which lets
 //! every window downstream close.
+//!
+//! A source may also have **side outputs** (such as an MQTT source's `rejected` messages):
+//! [`SourceContext::send_side`] sends rows to one of them. Side rows travel through the same
+//! channel, leave on their own stream with the same stamp as the main rows, and never move
+//! the watermark. Only side outputs that some node reads are wired; rows for the others are
+//! discarded before they reach the channel.
 
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -19,7 +25,8 @@ use arrow::compute::filter_record_batch;
 use arrow::datatypes::SchemaRef;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Scope;
-use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::operators::generic::OutputBuilder;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::scheduling::SyncActivator;
 use tokio::sync::{mpsc, watch};
 
@@ -35,6 +42,8 @@ pub(crate) struct IngressBatch {
     rows: Option<RecordBatch>,
     max_event_time: Option<EventTime>,
     watermark: Option<EventTime>,
+    /// `Some(i)`: the rows go to side output `i` instead of the main stream.
+    side: Option<usize>,
 }
 
 /// The pipeline is stopping: the batch was not taken.
@@ -129,6 +138,8 @@ pub struct SourceContext {
     metrics: Arc<NodeMetrics>,
     sender: IngressSender,
     shutdown: ShutdownSignal,
+    /// How many of the source's side outputs (counted from the first) are read downstream.
+    side_outputs: usize,
 }
 
 impl SourceContext {
@@ -147,7 +158,14 @@ impl SourceContext {
             metrics,
             sender,
             shutdown,
+            side_outputs: 0,
         }
+    }
+
+    /// Wires the first `count` side outputs (the runtime knows which ones are read).
+    pub(crate) fn with_side_outputs(mut self, count: usize) -> Self {
+        self.side_outputs = count;
+        self
     }
 
     /// A context whose batches go to a plain channel instead of a dataflow: for testing a
@@ -171,6 +189,18 @@ impl SourceContext {
             TestReceiver { receiver },
             trigger,
         )
+    }
+
+    /// [`Self::for_test`] with the first `side_outputs` side outputs wired: read their rows
+    /// with [`TestReceiver::recv_any`].
+    pub fn for_test_with_side_outputs(
+        name: &str,
+        schema: SchemaRef,
+        capacity: usize,
+        side_outputs: usize,
+    ) -> (Self, TestReceiver, ShutdownTrigger) {
+        let (ctx, receiver, trigger) = Self::for_test(name, schema, capacity);
+        (ctx.with_side_outputs(side_outputs), receiver, trigger)
     }
 
     /// The node's name in the query file (for log messages).
@@ -228,6 +258,36 @@ impl SourceContext {
         Ok(())
     }
 
+    /// True when side output `index` (in the order of the source's declared side outputs)
+    /// is read by some node, so rows sent there are not discarded. A source may skip
+    /// building rows for side outputs nobody reads.
+    pub fn side_output_wired(&self, index: usize) -> bool {
+        index < self.side_outputs
+    }
+
+    /// Sends rows to side output `index` (in the order the source declares its side
+    /// outputs), waiting while the pipeline is busy. The rows are stamped like the main rows
+    /// around them and do not move the watermark. Rows for a side output nobody reads are
+    /// discarded.
+    ///
+    /// # Errors
+    /// [`Stopped`] when the dataflow no longer takes rows.
+    pub async fn send_side(&self, index: usize, rows: RecordBatch) -> Result<(), Stopped> {
+        if !self.side_output_wired(index) || rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
+        let message = IngressBatch {
+            rows: Some(rows),
+            max_event_time: None,
+            watermark: None,
+            side: Some(index),
+        };
+        channel.send(message).await.map_err(|_| Stopped)?;
+        self.wake_worker();
+        Ok(())
+    }
+
     /// Moves the source's watermark to at least `watermark`: the source promises that rows
     /// older than it are no longer on time. Sources whose input carries watermarks (test
     /// fixtures, replays of recorded watermarks) use this; most sources let the engine derive
@@ -241,6 +301,7 @@ impl SourceContext {
             rows: None,
             max_event_time: None,
             watermark: Some(watermark),
+            side: None,
         };
         channel.send(message).await.map_err(|_| Stopped)?;
         self.wake_worker();
@@ -271,6 +332,7 @@ impl SourceContext {
             rows: Some(rows),
             max_event_time,
             watermark: None,
+            side: None,
         })
     }
 
@@ -302,8 +364,26 @@ impl TestReceiver {
         loop {
             match self.receiver.recv().await {
                 Some(IngressBatch {
-                    rows: Some(rows), ..
+                    rows: Some(rows),
+                    side: None,
+                    ..
                 }) => return Some(rows),
+                Some(_) => continue,
+                None => return None,
+            }
+        }
+    }
+
+    /// The next batch of the main stream (`None` in the first place) or of a side output
+    /// (`Some(index)`), or `None` once the source is done.
+    pub async fn recv_any(&mut self) -> Option<(Option<usize>, RecordBatch)> {
+        loop {
+            match self.receiver.recv().await {
+                Some(IngressBatch {
+                    rows: Some(rows),
+                    side,
+                    ..
+                }) => return Some((side, rows)),
                 Some(_) => continue,
                 None => return None,
             }
@@ -315,7 +395,9 @@ impl TestReceiver {
         loop {
             match self.receiver.blocking_recv() {
                 Some(IngressBatch {
-                    rows: Some(rows), ..
+                    rows: Some(rows),
+                    side: None,
+                    ..
                 }) => return Some(rows),
                 Some(_) => continue,
                 None => return None,
@@ -328,10 +410,11 @@ impl TestReceiver {
 /// starve the operators downstream of it.
 const MAX_BATCHES_PER_ACTIVATION: usize = 64;
 
-/// Adds the worker-side end of a source to `scope`.
+/// Adds the worker-side end of a source to `scope`: the main stream first, then one stream
+/// per wired side output.
 ///
 /// Exactly one worker takes the channel from `slot`; on the others the operator drops its
-/// capability at once, so it never holds the frontier back.
+/// capabilities at once, so it never holds the frontier back.
 pub(crate) fn ingress_operator<'scope>(
     scope: Scope<'scope, EventTime>,
     name: &str,
@@ -339,8 +422,20 @@ pub(crate) fn ingress_operator<'scope>(
     policy: WatermarkPolicy,
     metrics: Arc<NodeMetrics>,
     owner: bool,
-) -> BatchStream<'scope> {
-    source::<_, CapacityContainerBuilder<Batch>, _, _>(scope, name, move |capability, info| {
+    side_outputs: usize,
+) -> Vec<BatchStream<'scope>> {
+    let mut builder = OperatorBuilder::new(name.to_owned(), scope);
+    let info = builder.operator_info();
+    let mut outputs = Vec::with_capacity(1 + side_outputs);
+    let mut streams = Vec::with_capacity(1 + side_outputs);
+    for _ in 0..=side_outputs {
+        let (output, stream) = builder.new_output::<Batch>();
+        outputs.push(OutputBuilder::<_, CapacityContainerBuilder<Batch>>::from(
+            output,
+        ));
+        streams.push(stream);
+    }
+    builder.build(move |capabilities| {
         let receiver = if owner {
             slot.receiver.lock().ok().and_then(|mut r| r.take())
         } else {
@@ -352,14 +447,14 @@ pub(crate) fn ingress_operator<'scope>(
             // Only the owning worker sets this, once.
             let _ = slot.activator.set(waker);
         }
+        // One capability per output (main first), all kept at the watermark.
         let mut state = receiver.map(|receiver| IngressState {
             receiver,
-            capability: capability.clone(),
+            capabilities,
             tracker: WatermarkTracker::new(policy),
         });
-        drop(capability);
 
-        move |output| {
+        move |_frontiers| {
             let Some(current) = state.as_mut() else {
                 return;
             };
@@ -372,17 +467,23 @@ pub(crate) fn ingress_operator<'scope>(
                         // Stamp with the watermark before this batch: rows the batch itself
                         // makes "old" are still on time for windows that are open.
                         if let Some(rows) = batch.rows {
-                            output
-                                .session_with_builder(&current.capability)
-                                .give_container(&mut Batch::new(rows));
+                            let port = batch.side.map_or(0, |side| side + 1);
+                            if let (Some(output), Some(capability)) =
+                                (outputs.get_mut(port), current.capabilities.get(port))
+                            {
+                                output
+                                    .activate()
+                                    .session_with_builder(capability)
+                                    .give_container(&mut Batch::new(rows));
+                            }
                         }
                         if let Some(max) = batch.max_event_time {
                             let watermark = current.tracker.observe(max, Instant::now());
-                            advance(&mut current.capability, watermark, &metrics);
+                            advance(&mut current.capabilities, watermark, &metrics);
                         }
                         if let Some(explicit) = batch.watermark {
                             let watermark = current.tracker.advance_to(explicit, Instant::now());
-                            advance(&mut current.capability, watermark, &metrics);
+                            advance(&mut current.capabilities, watermark, &metrics);
                         }
                     }
                     Err(mpsc::error::TryRecvError::Empty) => break,
@@ -393,36 +494,216 @@ pub(crate) fn ingress_operator<'scope>(
                 }
             }
             if closed {
-                // The source is done: dropping the capability releases the watermark, so every
-                // window downstream closes.
+                // The source is done: dropping the capabilities releases the watermark, so
+                // every window downstream closes.
                 state = None;
                 return;
             }
             let now = Instant::now();
             let watermark = current.tracker.on_tick(now);
-            advance(&mut current.capability, watermark, &metrics);
+            advance(&mut current.capabilities, watermark, &metrics);
             if drained == MAX_BATCHES_PER_ACTIVATION {
                 timer.activate();
             } else if let Some(delay) = current.tracker.next_tick_in(now) {
                 timer.activate_after(delay);
             }
         }
-    })
+    });
+    streams
 }
 
 struct IngressState {
     receiver: mpsc::Receiver<IngressBatch>,
-    capability: timely::dataflow::operators::Capability<EventTime>,
+    capabilities: Vec<timely::dataflow::operators::Capability<EventTime>>,
     tracker: WatermarkTracker,
 }
 
 fn advance(
-    capability: &mut timely::dataflow::operators::Capability<EventTime>,
+    capabilities: &mut [timely::dataflow::operators::Capability<EventTime>],
     watermark: EventTime,
     metrics: &NodeMetrics,
 ) {
-    if watermark > *capability.time() {
-        capability.downgrade(&watermark);
+    let mut moved = false;
+    for capability in capabilities.iter_mut() {
+        if watermark > *capability.time() {
+            capability.downgrade(&watermark);
+            moved = true;
+        }
+    }
+    if moved {
         metrics.set_watermark(watermark);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, TimestampMillisecondArray};
+    use arrow::datatypes::{DataType, Field};
+
+    use super::*;
+    use crate::error::BoxError;
+    use crate::graph::{BoxFuture, Graph, NodeKind, Source};
+    use crate::metrics::PipelineMetrics;
+    use crate::runtime::{RunOptions, run};
+    use crate::schema::{UTC, schema_with_event_time, timestamp_type};
+    use crate::testing::CollectSink;
+
+    fn schema() -> SchemaRef {
+        schema_with_event_time(
+            [
+                Field::new("ts", timestamp_type(), true),
+                Field::new("v", DataType::Int64, true),
+            ],
+            Some("ts"),
+        )
+    }
+
+    fn rows(times: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(TimestampMillisecondArray::from(times.to_vec()).with_timezone(UTC)),
+                Arc::new(Int64Array::from(times.to_vec())),
+            ],
+        )
+        .expect("valid batch")
+    }
+
+    /// Sends three main batches and, between them, rows to side outputs 0 and 1.
+    struct TwoSided;
+
+    impl Source for TwoSided {
+        fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), BoxError>> {
+            Box::pin(async move {
+                for (step, times) in [[1_000, 2_000], [3_000, 4_000], [5_000, 6_000]]
+                    .into_iter()
+                    .enumerate()
+                {
+                    ctx.send(rows(&times)).await?;
+                    ctx.send_side(0, rows(&[step as i64])).await?;
+                    ctx.send_side(1, rows(&[10 + step as i64])).await?;
+                }
+                Ok(())
+            })
+        }
+    }
+
+    fn run_graph(read_side: &[usize], workers: usize) -> (Vec<RecordBatch>, Vec<Vec<RecordBatch>>) {
+        let mut graph = Graph::new("test");
+        let source = graph
+            .add(
+                "src",
+                vec![],
+                NodeKind::Source {
+                    schema: schema(),
+                    watermark: WatermarkPolicy::default(),
+                    source: Box::new(TwoSided),
+                },
+            )
+            .expect("source");
+        let main = CollectSink::new();
+        graph
+            .add(
+                "main",
+                vec![source],
+                NodeKind::Sink {
+                    sink: Box::new(main.clone()),
+                },
+            )
+            .expect("main sink");
+        let mut sides = Vec::new();
+        for &index in read_side {
+            let side = graph
+                .add(
+                    format!("src.side{index}"),
+                    vec![source],
+                    NodeKind::SideOutput {
+                        index,
+                        schema: schema(),
+                    },
+                )
+                .expect("side output of a source");
+            let sink = CollectSink::new();
+            graph
+                .add(
+                    format!("side{index}"),
+                    vec![side],
+                    NodeKind::Sink {
+                        sink: Box::new(sink.clone()),
+                    },
+                )
+                .expect("side sink");
+            sides.push(sink);
+        }
+        let options = RunOptions {
+            workers,
+            io_threads: 1,
+            ..RunOptions::default()
+        };
+        run(graph, options, PipelineMetrics::new()).expect("run");
+        (
+            main.batches(),
+            sides.iter().map(CollectSink::batches).collect(),
+        )
+    }
+
+    fn values(batches: &[RecordBatch]) -> Vec<i64> {
+        let mut out: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .expect("v");
+                column.values().to_vec()
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn source_side_outputs_reach_their_readers_and_not_the_main_stream() {
+        for workers in [1, 2] {
+            let (main, sides) = run_graph(&[0, 1], workers);
+            assert_eq!(
+                values(&main),
+                vec![1_000, 2_000, 3_000, 4_000, 5_000, 6_000]
+            );
+            assert_eq!(values(&sides[0]), vec![0, 1, 2]);
+            assert_eq!(values(&sides[1]), vec![10, 11, 12]);
+        }
+    }
+
+    #[test]
+    fn unread_side_outputs_are_discarded() {
+        // Only side output 1 is read: 0 is wired too (wiring counts from the first), 2 would
+        // not be.
+        let (main, sides) = run_graph(&[1], 2);
+        assert_eq!(values(&main).len(), 6);
+        assert_eq!(values(&sides[0]), vec![10, 11, 12]);
+        let (main, sides) = run_graph(&[], 1);
+        assert_eq!(values(&main).len(), 6);
+        assert!(sides.is_empty());
+    }
+
+    #[tokio::test]
+    async fn test_context_wires_only_the_side_outputs_asked_for() {
+        let (ctx, mut receiver, _trigger) =
+            SourceContext::for_test_with_side_outputs("s", schema(), 8, 1);
+        assert!(ctx.side_output_wired(0));
+        assert!(!ctx.side_output_wired(1));
+        ctx.send(rows(&[1])).await.expect("main");
+        ctx.send_side(0, rows(&[2])).await.expect("side 0");
+        ctx.send_side(1, rows(&[3]))
+            .await
+            .expect("side 1 is discarded");
+        drop(ctx);
+        let mut got = Vec::new();
+        while let Some((side, batch)) = receiver.recv_any().await {
+            got.push((side, values(&[batch])));
+        }
+        assert_eq!(got, vec![(None, vec![1]), (Some(0), vec![2])]);
     }
 }

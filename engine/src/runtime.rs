@@ -79,6 +79,7 @@ enum WorkerNode {
         slot: Arc<IngressSlot>,
         policy: WatermarkPolicy,
         owner: usize,
+        side_outputs: usize,
     },
     Operator(Arc<dyn DataflowOperator>),
     Sink {
@@ -120,8 +121,18 @@ pub fn run(
     let mut source_tasks = Vec::new();
     let mut sink_tasks = Vec::new();
     let mut source_count = 0usize;
+    // A source's side outputs that are read: as many as the highest side-output index read.
+    let mut source_side_outputs = vec![0usize; graph.nodes.len()];
+    for node in &graph.nodes {
+        if let NodeKind::SideOutput { index, .. } = node.kind
+            && let Some(&parent) = node.inputs.first()
+        {
+            let wired = &mut source_side_outputs[parent];
+            *wired = (*wired).max(index + 1);
+        }
+    }
 
-    for node in graph.nodes {
+    for (position, node) in graph.nodes.into_iter().enumerate() {
         let role = match node.kind {
             NodeKind::Source { .. } => NodeRole::Source,
             NodeKind::Operator(_) | NodeKind::SideOutput { .. } => NodeRole::Operator,
@@ -135,13 +146,15 @@ pub fn run(
                 source,
             } => {
                 let (sender, slot) = ingress_channel(options.channel_capacity);
+                let side_outputs = source_side_outputs[position];
                 let ctx = SourceContext::new(
                     node.name.clone(),
                     schema.clone(),
                     node_metrics.clone(),
                     sender,
                     shutdown.signal(),
-                );
+                )
+                .with_side_outputs(side_outputs);
                 schemas.push(Some(schema));
                 let handle = runtime.spawn(source.run(ctx));
                 source_tasks.push((node.name.clone(), handle));
@@ -151,6 +164,7 @@ pub fn run(
                     slot,
                     policy: watermark,
                     owner,
+                    side_outputs,
                 }
             }
             NodeKind::Operator(operator) => {
@@ -344,14 +358,16 @@ fn build_worker_dataflow(
                 slot,
                 policy,
                 owner,
-            } => vec![ingress_operator(
+                side_outputs,
+            } => ingress_operator(
                 scope,
                 name,
                 slot.clone(),
                 *policy,
                 metrics.clone(),
                 scope.index() == *owner,
-            )],
+                *side_outputs,
+            ),
             WorkerNode::Operator(operator) => {
                 let ctx = OperatorContext {
                     name: name.clone(),

@@ -88,15 +88,13 @@ pub struct BuildError {
 }
 
 impl Plan {
-    /// Every side output of every operator as `("op.port", schema)`, whether or not a node
-    /// of the pipeline reads it.
+    /// Every side output of every operator and source as `("node.port", schema)`, whether
+    /// or not a node of the pipeline reads it.
     pub fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
         let mut out = Vec::new();
         for node in &self.nodes {
-            if let Component::Operator(operator) = &node.component {
-                for (port, schema) in operator.side_outputs() {
-                    out.push((format!("{}.{port}", node.name), schema));
-                }
+            for (port, schema) in declared_side_outputs(Some(&node.component)) {
+                out.push((format!("{}.{port}", node.name), schema));
             }
         }
         out
@@ -119,6 +117,8 @@ impl Plan {
         let mut graph_index: Vec<usize> = Vec::with_capacity(self.nodes.len());
         let planned_names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
         for node in self.nodes {
+            // Taken before the component moves into the graph.
+            let side_outputs = declared_side_outputs(Some(&node.component));
             let kind = match node.component {
                 Component::Source { watermark, .. } => NodeKind::Source {
                     source: make_source(&node.name, &node.schema),
@@ -138,6 +138,7 @@ impl Plan {
             let is_sink = matches!(kind, NodeKind::Sink { .. });
             let side_outputs = match &kind {
                 NodeKind::Operator(operator) => operator.side_outputs(),
+                NodeKind::Source { .. } => side_outputs,
                 _ => Vec::new(),
             };
             let inputs = node.inputs.iter().map(|&i| graph_index[i]).collect();
@@ -329,7 +330,7 @@ fn plan_nodes(
                 None if input.rsplit_once('.').is_some_and(|(base, _)| {
                     index_of
                         .get(base)
-                        .is_some_and(|&b| declared[b].role == NodeRole::Operator && b != reader)
+                        .is_some_and(|&b| declared[b].role != NodeRole::Sink && b != reader)
                 }) =>
                 {
                     let (base, port) = input.rsplit_once('.').expect("checked above");
@@ -458,14 +459,15 @@ fn plan_nodes(
                                 "inputs",
                                 &position.to_string(),
                             ]);
+                            let role = role_word(declared[input].role);
                             let hint = if available.is_empty() {
-                                "this operator has no side outputs".to_string()
+                                format!("this {role} has no side outputs")
                             } else {
                                 format!("its side outputs are: {}", available.join(", "))
                             };
                             diagnostics.push(
                                 Diagnostic::error(
-                                    format!("{what} reads '{}.{port}', but operator '{}' has no side output '{port}'", names[input], names[input]),
+                                    format!("{what} reads '{}.{port}', but {role} '{}' has no side output '{port}'", names[input], names[input]),
                                     span,
                                 )
                                 .with_hint(Some(hint)),
@@ -725,16 +727,22 @@ fn plan_one(
     }
 }
 
-/// The position and schema of `port` among the side outputs of a planned operator, or the
-/// names of the side outputs it does have.
+/// The side outputs a planned operator or source declares.
+fn declared_side_outputs(component: Option<&Component>) -> Vec<(String, SchemaRef)> {
+    match component {
+        Some(Component::Operator(operator)) => operator.side_outputs(),
+        Some(Component::Source { config, .. }) => config.side_outputs(),
+        _ => Vec::new(),
+    }
+}
+
+/// The position and schema of `port` among the side outputs of a planned operator or
+/// source, or the names of the side outputs it does have.
 fn side_output_schema(
     component: Option<&Component>,
     port: &str,
 ) -> Result<(usize, SchemaRef), Vec<String>> {
-    let Some(Component::Operator(operator)) = component else {
-        return Err(Vec::new());
-    };
-    let outputs = operator.side_outputs();
+    let outputs = declared_side_outputs(component);
     match outputs.iter().position(|(name, _)| name == port) {
         Some(index) => Ok((index, outputs[index].1.clone())),
         None => Err(outputs.into_iter().map(|(name, _)| name).collect()),
