@@ -185,6 +185,31 @@ impl Accumulator {
         }
     }
 
+    /// Clears group `group` back to its empty state, as if it had seen no row (session and
+    /// count windows reuse a key's group for its next window).
+    pub(crate) fn reset(&mut self, spec: &AggregateSpec, group: usize) {
+        let is_min = spec.function == AggregateFunction::Min;
+        match self {
+            Self::Count(n) => n[group] = 0,
+            Self::Sum { sum, n } => {
+                sum[group] = 0.0;
+                n[group] = 0;
+            }
+            Self::Float { extreme, seen } => {
+                extreme[group] = if is_min {
+                    f64::INFINITY
+                } else {
+                    f64::NEG_INFINITY
+                };
+                seen[group] = false;
+            }
+            Self::Int { extreme, seen } => {
+                extreme[group] = if is_min { i64::MAX } else { i64::MIN };
+                seen[group] = false;
+            }
+        }
+    }
+
     /// Adds the selected rows of one batch; `gids[k]` is the group of the `k`-th selected row
     /// and `times[row]` the event time (ms since the epoch) of every row of the batch.
     pub(crate) fn update(
@@ -456,6 +481,42 @@ mod tests {
             2,
         );
         assert_eq!(count.as_primitive::<Int64Type>().values().to_vec(), [2, 1]);
+    }
+
+    #[test]
+    fn reset_groups_are_empty_again() {
+        let f = Some(Numeric::Float);
+        for function in [
+            AggregateFunction::Count,
+            AggregateFunction::Sum,
+            AggregateFunction::Min,
+            AggregateFunction::Max,
+        ] {
+            let output = if function == AggregateFunction::Count {
+                DataType::Int64
+            } else {
+                DataType::Float64
+            };
+            let spec = spec(function, f, output);
+            let column = floats();
+            let values = Values::prepare(&spec, Some(&column)).unwrap();
+            let mut acc = Accumulator::new(&spec);
+            acc.grow(&spec, 3);
+            let times = [0; 6];
+            acc.update(&spec, &values, &times, Selection::All(6), &GIDS);
+            acc.reset(&spec, 0);
+            let fresh = {
+                let mut fresh = Accumulator::new(&spec);
+                fresh.grow(&spec, 1);
+                fresh.finish(&spec, &[0]).unwrap()
+            };
+            assert_eq!(acc.finish(&spec, &[0]).unwrap().as_ref(), fresh.as_ref());
+            // The reset group accumulates again from nothing.
+            acc.update(&spec, &values, &times, Selection::All(6), &GIDS);
+            let again = acc.finish(&spec, &[0]).unwrap();
+            let once = run(&spec, floats(), &GIDS, 3);
+            assert_eq!(again.as_ref(), once.slice(0, 1).as_ref());
+        }
     }
 
     #[test]
