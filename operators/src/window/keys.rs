@@ -286,6 +286,48 @@ impl KeyTable {
     }
 }
 
+impl KeyTable {
+    /// Adds every key of `other` that this table lacks, as new groups (numbered after the
+    /// existing ones, in no particular order); returns how many were added. Both tables must
+    /// come from one encoder.
+    pub(crate) fn add_keys_of(&mut self, other: &KeyTable) -> usize {
+        let before = self.len();
+        let mut next = before as u32;
+        match (self, other) {
+            (Self::Unit { groups }, Self::Unit { groups: theirs }) => {
+                *groups = (*groups).max(*theirs);
+            }
+            (Self::Str { map, null }, Self::Str { map: theirs, null: their_null }) => {
+                if their_null.is_some() && null.is_none() {
+                    *null = Some(take_next(&mut next));
+                }
+                for key in theirs.keys() {
+                    if !map.contains_key(key) {
+                        map.insert(key.clone(), take_next(&mut next));
+                    }
+                }
+            }
+            (Self::Int { map, null }, Self::Int { map: theirs, null: their_null }) => {
+                if their_null.is_some() && null.is_none() {
+                    *null = Some(take_next(&mut next));
+                }
+                for &key in theirs.keys() {
+                    map.entry(key).or_insert_with(|| take_next(&mut next));
+                }
+            }
+            (Self::Rows { map }, Self::Rows { map: theirs }) => {
+                for key in theirs.keys() {
+                    if !map.contains_key(key) {
+                        map.insert(key.clone(), take_next(&mut next));
+                    }
+                }
+            }
+            _ => unreachable!("both key tables come from one encoder"),
+        }
+        next as usize - before
+    }
+}
+
 fn take_next(next: &mut u32) -> u32 {
     let gid = *next;
     *next += 1;
@@ -416,5 +458,35 @@ mod tests {
         table.assign(&keys, Selection::Rows(&[4, 0]), &mut gids);
         assert_eq!(gids, [0, 1]);
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn add_keys_of_fills_in_missing_keys_for_every_encoding() {
+        let rows = batch();
+        for columns in [vec![], vec![0], vec![1], vec![0, 2]] {
+            let fields = columns
+                .iter()
+                .map(|&c| Arc::new(rows.schema().field(c).clone()))
+                .collect();
+            let encoder = KeyEncoder::new(columns.clone(), fields).unwrap();
+            let keys = encoder.prepare(&rows).unwrap();
+            let mut gids = Vec::new();
+            let mut all = encoder.table();
+            all.assign(&keys, Selection::All(rows.num_rows()), &mut gids);
+            let mut some = encoder.table();
+            some.assign(&keys, Selection::Rows(&[0]), &mut gids);
+            let added = some.add_keys_of(&all);
+            assert_eq!(added + 1, all.len(), "keys {columns:?}");
+            assert_eq!(some.len(), all.len());
+            assert_eq!(
+                encoder.sorted(&some).unwrap().0,
+                encoder.sorted(&all).unwrap().0
+            );
+            // Group ids stay dense and distinct.
+            let (_, mut order) = encoder.sorted(&some).unwrap();
+            order.sort_unstable();
+            assert_eq!(order, (0..all.len() as u32).collect::<Vec<_>>());
+            assert_eq!(some.add_keys_of(&all), 0);
+        }
     }
 }
