@@ -1,21 +1,28 @@
-//! [`WindowAggregator`]: one worker's open tumbling windows, fed batch by batch and closed in
-//! order of their end. It knows nothing of timely; the operator around it holds the
-//! capabilities and decides when the frontier has passed a window's end.
+//! [`WindowAggregator`]: one worker's tumbling or hopping windows, fed batch by batch and
+//! emitted when the operator around it says so. It knows nothing of timely; the operator holds
+//! the capabilities and decides when the frontier (or the clock) has reached a window's
+//! firing time.
 //!
 //! Per batch, the work is column-at-a-time: one pass over the event times sorts rows into
-//! on-time, late and missing, and finds the windows they fall in (usually one, so no per-row
-//! window arithmetic at all); key columns are prepared once (cast or row-encoded), rows are
-//! mapped to group ids per window, and then each aggregate runs one tight loop over its column.
-//! State is one entry per open window and key, whatever the number of rows.
+//! on-time, late and missing, and finds the windows they fall in (usually the same set for the
+//! whole batch, so no per-row window arithmetic at all); key columns are prepared once (cast or
+//! row-encoded), rows are mapped to group ids per window, and then each aggregate runs one
+//! tight loop over its column. State is one entry per open window and key, whatever the number
+//! of rows.
+//!
+//! A window goes through up to three kinds of emission ([`Emission`]): early firings
+//! (provisional rows of the keys that changed), the final emission when the watermark passes
+//! its end (every key), and, while `allowed_lateness` keeps it, revisions (the keys that late
+//! rows changed). Each emission of a window carries the next revision number.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, TimestampMillisecondArray,
 };
 use edgeflow_engine::arrow::buffer::ScalarBuffer;
-use edgeflow_engine::arrow::compute::filter_record_batch;
+use edgeflow_engine::arrow::compute::{filter, filter_record_batch};
 use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::schema::UTC;
@@ -24,27 +31,51 @@ use super::Selection;
 use super::accumulate::{Accumulator, Values};
 use super::config::WindowPlan;
 use super::keys::{BatchKeys, KeyEncoder, KeyTable};
+use super::kind::Alignment;
 
-/// The state of one open window.
+/// The state of one window.
 struct OpenWindow {
+    /// End (exclusive).
+    end: i64,
     keys: KeyTable,
     accumulators: Vec<Accumulator>,
+    /// Emissions so far: the revision number of the next one.
+    emissions: i64,
+    /// Whether the final emission happened (the window is then only kept for late rows).
+    ended: bool,
+    /// Per group, whether it changed since the last emission (tracked only with revisions).
+    dirty: Vec<bool>,
+    /// Whether some group is dirty.
+    changed: bool,
+}
+
+/// Which emission of a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Emission {
+    /// An early firing: provisional rows of the groups that changed since the last emission.
+    Early,
+    /// The watermark passed the window's end: every group (and, with `emit_empty`, every
+    /// known key).
+    Final,
+    /// Late rows changed an ended window: the groups they changed.
+    Revision,
 }
 
 /// What [`WindowAggregator::absorb`] did with one batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Absorbed {
-    /// Rows added to open windows.
+    /// Rows added to windows.
     pub on_time: usize,
-    /// Rows whose window may already have closed (window end ≤ watermark): dropped.
+    /// Rows whose windows have all been dropped (ended more than the allowed lateness ago).
     pub late: usize,
     /// Rows with a null event time: dropped.
     pub missing_time: usize,
 }
 
-/// One worker's open windows.
+/// One worker's windows.
 pub(crate) struct WindowAggregator {
     plan: Arc<WindowPlan>,
+    alignment: Alignment,
     encoder: KeyEncoder,
     windows: OpenWindows,
     /// Scratch: the on-time rows of a batch (reused across batches).
@@ -54,12 +85,17 @@ pub(crate) struct WindowAggregator {
     expression_errors: Vec<usize>,
     /// Whether some aggregate reads an expression.
     has_expressions: bool,
+    /// With `emit_empty`: every key seen in an emitted window.
+    known: Option<KeyTable>,
+    /// Windows ending at or before this were closed early to keep state under `max_keys`:
+    /// their rows are late from then on, whatever the watermark.
+    closed_through: i64,
 }
 
-/// The open windows by start, and their total number of groups.
+/// The windows by start, and their total number of groups.
 struct OpenWindows {
     open: BTreeMap<i64, OpenWindow>,
-    /// Groups over every open window (the state size).
+    /// Groups over every window (the state size).
     groups: usize,
     /// Scratch: the group id of each selected row (reused across batches).
     gids: Vec<u32>,
@@ -73,16 +109,11 @@ struct Prepared {
     times: ScalarBuffer<i64>,
 }
 
-/// The start of the window of `size` containing `time` (aligned to the epoch; also right for
-/// times before it).
-fn start_of(time: i64, size: i64) -> i64 {
-    time - time.rem_euclid(size)
-}
-
-/// Rows with an event time below this are late at `watermark`: their window (of `size`)
-/// ended at or before it, so it may already have been emitted.
-pub(crate) fn late_threshold(watermark: u64, size: i64) -> i64 {
-    start_of(i64::try_from(watermark).unwrap_or(i64::MAX), size)
+/// Rows with an event time below this are late at `watermark`: all their windows ended
+/// `lateness` or more before it, so they may have been dropped.
+pub(crate) fn late_threshold(alignment: &Alignment, watermark: u64, lateness: i64) -> i64 {
+    let watermark = i64::try_from(watermark).unwrap_or(i64::MAX);
+    alignment.on_time_from(watermark.saturating_sub(lateness))
 }
 
 impl WindowAggregator {
@@ -90,6 +121,8 @@ impl WindowAggregator {
     pub(crate) fn new(plan: Arc<WindowPlan>) -> Result<Self, ArrowError> {
         let encoder = KeyEncoder::new(plan.keys.clone(), plan.key_fields.clone())?;
         Ok(Self {
+            alignment: plan.alignment().clone(),
+            known: plan.emit_empty.then(|| encoder.table()),
             encoder,
             windows: OpenWindows {
                 open: BTreeMap::new(),
@@ -99,6 +132,7 @@ impl WindowAggregator {
             selected: Vec::new(),
             expression_errors: vec![0; plan.aggregates.len()],
             has_expressions: plan.aggregates.iter().any(|a| a.expression.is_some()),
+            closed_through: i64::MIN,
             plan,
         })
     }
@@ -109,46 +143,107 @@ impl WindowAggregator {
         &self.expression_errors
     }
 
-    /// Groups held over every open window.
+    /// Groups held over every window.
     pub(crate) fn groups(&self) -> usize {
         self.windows.groups
     }
 
-    /// The end of the earliest open window.
-    pub(crate) fn first_end(&self) -> Option<i64> {
-        self.windows
-            .open
-            .keys()
-            .next()
-            .map(|start| start.saturating_add(self.plan.alignment().size_ms))
+    /// The threshold of late rows for a batch with watermark `watermark` (see
+    /// [`late_threshold`]), raised past windows closed early.
+    pub(crate) fn threshold(&self, watermark: u64) -> i64 {
+        let threshold = late_threshold(&self.alignment, watermark, self.plan.allowed_lateness_ms);
+        if self.closed_through == i64::MIN {
+            threshold
+        } else {
+            threshold.max(self.alignment.on_time_from(self.closed_through))
+        }
     }
 
-    /// Adds a batch that arrived with watermark `watermark`; calls `opened(start)` for each
-    /// window it opens (before the first row goes in).
+    /// Start and end of every window that has not had its final emission, by start.
+    #[cfg(test)]
+    pub(crate) fn pending(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.windows
+            .open
+            .iter()
+            .filter(|(_, w)| !w.ended)
+            .map(|(&start, w)| (start, w.end))
+    }
+
+    /// Starts of the ended windows that late rows changed since their last emission.
+    pub(crate) fn revised(&self) -> Vec<i64> {
+        self.windows
+            .open
+            .iter()
+            .filter(|(_, w)| w.ended && w.changed)
+            .map(|(&start, _)| start)
+            .collect()
+    }
+
+    /// Whether a window starting at `start` is held.
+    pub(crate) fn holds(&self, start: i64) -> bool {
+        self.windows.open.contains_key(&start)
+    }
+
+    /// Whether `emit_empty` has keys to emit for silent windows.
+    pub(crate) fn knows_keys(&self) -> bool {
+        self.known.as_ref().is_some_and(|known| known.len() > 0)
+    }
+
+    /// The start of the window after the one starting at `start`.
+    pub(crate) fn next_start(&self, start: i64) -> i64 {
+        self.alignment.next_start(start)
+    }
+
+    /// Opens an empty window at `start` (for `emit_empty`); returns its end.
+    pub(crate) fn open_empty(&mut self, start: i64) -> i64 {
+        let end = self.alignment.end(start);
+        let (encoder, plan) = (&self.encoder, &self.plan);
+        self.windows
+            .open
+            .entry(start)
+            .or_insert_with(|| OpenWindow::new(plan, encoder, end));
+        end
+    }
+
+    /// Adds a batch that arrived with watermark `watermark`; calls `opened(start, end)` for
+    /// each window it opens (before the first row goes in). With `now` (processing time),
+    /// every row belongs to the windows of `now` instead of its event time.
     ///
-    /// A row is late, and dropped, when its window ends at or before the watermark: that
-    /// window may already have been emitted. Every other row's window ends after the
-    /// watermark, so the caller can always hold a capability for it.
+    /// A row is late, and dropped, when all its windows ended `allowed_lateness` or more
+    /// before the watermark. Every other row's windows are open, or ended but kept for late
+    /// rows (which then marks the groups it changes for a revision).
     pub(crate) fn absorb(
         &mut self,
         rows: &RecordBatch,
         watermark: u64,
-        mut opened: impl FnMut(i64),
+        now: Option<i64>,
+        mut opened: impl FnMut(i64, i64),
     ) -> Result<Absorbed, ArrowError> {
         self.expression_errors.fill(0);
-        let size = self.plan.alignment().size_ms;
-        let times: &TimestampMillisecondArray = rows
-            .column(self.plan.event_time)
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| {
-                ArrowError::SchemaError("event-time column is not a ms timestamp".into())
-            })?;
-        let raw = times.values();
-        let threshold = late_threshold(watermark, size);
+        if rows.num_rows() == 0 {
+            return Ok(Absorbed::default());
+        }
+        let wall_clock;
+        let (raw, nulls, threshold) = match now {
+            Some(now) => {
+                wall_clock = ScalarBuffer::from(vec![now; rows.num_rows()]);
+                (&wall_clock, None, i64::MIN)
+            }
+            None => {
+                let times: &TimestampMillisecondArray = rows
+                    .column(self.plan.event_time)
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or_else(|| {
+                        ArrowError::SchemaError("event-time column is not a ms timestamp".into())
+                    })?;
+                let nulls = times.nulls().filter(|n| n.null_count() > 0).cloned();
+                (times.values(), nulls, self.threshold(watermark))
+            }
+        };
+        let nulls = nulls.as_ref();
 
         let mut absorbed = Absorbed::default();
         let (mut min, mut max) = (i64::MAX, i64::MIN);
-        let nulls = times.nulls().filter(|n| n.null_count() > 0);
         for (row, &time) in raw.iter().enumerate() {
             if nulls.is_some_and(|n| n.is_null(row)) {
                 absorbed.missing_time += 1;
@@ -168,6 +263,7 @@ impl WindowAggregator {
         // an event time never count as expression errors. Batches with such rows are rare,
         // and plans without expressions keep working on the batch as it is.
         let on_time_rows;
+        let on_time_times;
         let (rows, raw, nulls) = if self.has_expressions && absorbed.on_time < rows.num_rows() {
             let mask: BooleanArray = raw
                 .iter()
@@ -177,10 +273,12 @@ impl WindowAggregator {
                 })
                 .collect();
             on_time_rows = filter_record_batch(rows, &mask)?;
-            let times = on_time_rows
-                .column(self.plan.event_time)
-                .as_primitive::<TimestampMillisecondType>();
-            (&on_time_rows, times.values(), None)
+            on_time_times = raw
+                .iter()
+                .zip(mask.values())
+                .filter_map(|(&time, keep)| keep.then_some(time))
+                .collect::<ScalarBuffer<i64>>();
+            (&on_time_rows, &on_time_times, None)
         } else {
             (rows, raw, nulls)
         };
@@ -200,16 +298,13 @@ impl WindowAggregator {
         let prepared = Prepared {
             keys: self.encoder.prepare(rows)?,
             values,
-            times: rows
-                .column(self.plan.event_time)
-                .as_primitive::<TimestampMillisecondType>()
-                .values()
-                .clone(),
+            times: raw.clone(),
         };
 
-        let first = start_of(min, size);
-        if first == start_of(max, size) {
-            // The common case: every on-time row falls in one window.
+        let alignment = &self.alignment;
+        let first = alignment.latest_start(min);
+        if first == alignment.latest_start(max) {
+            // The common case: every on-time row falls in the same windows.
             let selection = if absorbed.on_time == rows.num_rows() {
                 Selection::All(rows.num_rows())
             } else {
@@ -219,98 +314,242 @@ impl WindowAggregator {
                 }));
                 Selection::Rows(&self.selected)
             };
-            self.windows.add(
-                &self.plan,
-                &self.encoder,
-                first,
-                selection,
-                &prepared,
-                &mut opened,
-            );
+            alignment.for_each_window(min, |start| {
+                self.windows.add(
+                    &self.plan,
+                    &self.encoder,
+                    (start, alignment.end(start)),
+                    selection,
+                    &prepared,
+                    &mut opened,
+                );
+            });
         } else {
-            // Rows span several windows: bucket them by window, keeping their order (so sums
-            // add up in arrival order however the rows were split across workers).
+            // Rows span several windows: bucket them by the latest window they fall in,
+            // keeping their order (so sums add up in arrival order however the rows were split
+            // across workers); each bucket then goes to every window of its rows.
             let mut buckets: Vec<Vec<u32>> = Vec::new();
-            let mut index: BTreeMap<i64, usize> = BTreeMap::new();
+            let mut index: BTreeMap<i64, (usize, i64)> = BTreeMap::new();
             let mut current = (i64::MIN, 0usize);
             for (row, &time) in raw.iter().enumerate() {
                 if nulls.is_some_and(|n| n.is_null(row)) || time < threshold {
                     continue;
                 }
-                let start = start_of(time, size);
+                let start = alignment.latest_start(time);
                 if start != current.0 {
                     // Switching windows is rare within a batch: look the bucket up only then.
-                    let bucket = *index.entry(start).or_insert_with(|| {
-                        buckets.push(Vec::new());
-                        buckets.len() - 1
-                    });
+                    let bucket = index
+                        .entry(start)
+                        .or_insert_with(|| {
+                            buckets.push(Vec::new());
+                            (buckets.len() - 1, time)
+                        })
+                        .0;
                     current = (start, bucket);
                 }
                 buckets[current.1].push(row as u32);
             }
-            for (start, bucket) in index {
-                self.windows.add(
-                    &self.plan,
-                    &self.encoder,
-                    start,
-                    Selection::Rows(&buckets[bucket]),
-                    &prepared,
-                    &mut opened,
-                );
+            for (bucket, time) in index.into_values() {
+                alignment.for_each_window(time, |start| {
+                    self.windows.add(
+                        &self.plan,
+                        &self.encoder,
+                        (start, alignment.end(start)),
+                        Selection::Rows(&buckets[bucket]),
+                        &prepared,
+                        &mut opened,
+                    );
+                });
             }
         }
         Ok(absorbed)
     }
 
-    /// Closes the earliest open window: returns its start and its rows, sorted by key.
-    pub(crate) fn close_first(&mut self) -> Result<Option<(i64, RecordBatch)>, ArrowError> {
-        let Some((start, window)) = self.windows.open.pop_first() else {
+    /// Emits the window starting at `start`: its rows sorted by key, or `None` when it has no
+    /// row to emit (or is not held). A final emission without allowed lateness drops the
+    /// window; with it, the window is kept (for revisions) until [`Self::expire`].
+    pub(crate) fn emit(
+        &mut self,
+        start: i64,
+        emission: Emission,
+    ) -> Result<Option<RecordBatch>, ArrowError> {
+        let Some(window) = self.windows.open.get_mut(&start) else {
             return Ok(None);
         };
-        self.windows.groups -= window.keys.len();
-        let (key_columns, order) = self.encoder.sorted(&window.keys)?;
-        let end = start.saturating_add(self.plan.alignment().size_ms);
-        let n = order.len();
-        let bound = |time: i64| -> ArrayRef {
-            Arc::new(TimestampMillisecondArray::from(vec![time; n]).with_timezone(UTC))
-        };
-        let mut columns = vec![bound(start), bound(end)];
-        columns.extend(key_columns);
-        for (accumulator, spec) in window.accumulators.iter().zip(&self.plan.aggregates) {
-            columns.push(accumulator.finish(spec, &order)?);
+        if emission == Emission::Final {
+            if let Some(known) = &mut self.known {
+                let added = window.keys.add_keys_of(known);
+                if added > 0 {
+                    window.grow(&self.plan);
+                    self.windows.groups += added;
+                }
+                known.add_keys_of(&window.keys);
+            }
         }
-        let batch = RecordBatch::try_new(self.plan.output_schema.clone(), columns)?;
-        Ok(Some((start, batch)))
+        let (mut key_columns, mut order) = self.encoder.sorted(&window.keys)?;
+        if emission != Emission::Final {
+            let mask: BooleanArray = order
+                .iter()
+                .map(|&g| Some(window.dirty[g as usize]))
+                .collect();
+            order.retain(|&g| window.dirty[g as usize]);
+            key_columns = key_columns
+                .iter()
+                .map(|column| filter(column, &mask))
+                .collect::<Result<_, _>>()?;
+        }
+        let batch = if order.is_empty() {
+            None
+        } else {
+            let n = order.len();
+            let bound = |time: i64| -> ArrayRef {
+                Arc::new(TimestampMillisecondArray::from(vec![time; n]).with_timezone(UTC))
+            };
+            let mut columns = vec![bound(start), bound(window.end)];
+            columns.extend(key_columns);
+            for (accumulator, spec) in window.accumulators.iter().zip(&self.plan.aggregates) {
+                columns.push(accumulator.finish(spec, &order)?);
+            }
+            if self.plan.revisions {
+                columns.push(Arc::new(Int64Array::from(vec![window.emissions; n])));
+                columns.push(Arc::new(BooleanArray::from(vec![
+                    emission
+                        == Emission::Early;
+                    n
+                ])));
+            }
+            window.emissions += 1;
+            Some(RecordBatch::try_new(
+                self.plan.output_schema.clone(),
+                columns,
+            )?)
+        };
+        window.dirty.fill(false);
+        window.changed = false;
+        if emission == Emission::Final {
+            window.ended = true;
+            if self.plan.allowed_lateness_ms == 0 {
+                self.drop_window(start);
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Drops the ended windows whose allowed lateness is over at watermark `bound`.
+    pub(crate) fn expire(&mut self, bound: Option<u64>) {
+        let lateness = self.plan.allowed_lateness_ms;
+        let expired: Vec<i64> = self
+            .windows
+            .open
+            .iter()
+            .filter(|(_, w)| {
+                w.ended
+                    && bound.is_none_or(|b| {
+                        w.end.saturating_add(lateness) <= i64::try_from(b).unwrap_or(i64::MAX)
+                    })
+            })
+            .map(|(&start, _)| start)
+            .collect();
+        for start in expired {
+            self.drop_window(start);
+        }
+    }
+
+    /// To bring the state back under `max_keys`: drops the oldest ended window, or, when
+    /// every window is pending, marks the oldest one closed early and returns its start so
+    /// that the operator emits it (its later rows count as late). `None` when under the limit.
+    pub(crate) fn shed(&mut self) -> Option<Shed> {
+        if self.windows.groups <= self.plan.max_keys {
+            return None;
+        }
+        if let Some((&start, _)) = self.windows.open.iter().find(|(_, w)| w.ended) {
+            self.drop_window(start);
+            return Some(Shed::Dropped(start));
+        }
+        let (&start, window) = self.windows.open.iter().next()?;
+        self.closed_through = self.closed_through.max(window.end);
+        Some(Shed::CloseEarly(start))
+    }
+
+    /// With `emit_empty`, keeps the known keys under `max_keys`: when they pass it, only the
+    /// keys of the window just emitted stay known. Returns how many keys were forgotten.
+    pub(crate) fn forget_idle_keys(&mut self, start: i64) -> usize {
+        let (Some(known), Some(window)) = (&mut self.known, self.windows.open.get(&start)) else {
+            return 0;
+        };
+        if known.len() <= self.plan.max_keys {
+            return 0;
+        }
+        let before = known.len();
+        let mut fresh = self.encoder.table();
+        fresh.add_keys_of(&window.keys);
+        *known = fresh;
+        before - known.len()
+    }
+
+    fn drop_window(&mut self, start: i64) {
+        if let Some(window) = self.windows.open.remove(&start) {
+            self.windows.groups -= window.keys.len();
+        }
+    }
+}
+
+/// What [`WindowAggregator::shed`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shed {
+    /// Dropped the ended window starting here (its lateness cut short).
+    Dropped(i64),
+    /// The pending window starting here must be emitted now.
+    CloseEarly(i64),
+}
+
+impl OpenWindow {
+    fn new(plan: &WindowPlan, encoder: &KeyEncoder, end: i64) -> Self {
+        OpenWindow {
+            end,
+            keys: encoder.table(),
+            accumulators: plan.aggregates.iter().map(Accumulator::new).collect(),
+            emissions: 0,
+            ended: false,
+            dirty: Vec::new(),
+            changed: false,
+        }
+    }
+
+    /// Makes room in the accumulators for every group of the key table.
+    fn grow(&mut self, plan: &WindowPlan) {
+        let groups = self.keys.len();
+        for (accumulator, spec) in self.accumulators.iter_mut().zip(&plan.aggregates) {
+            accumulator.grow(spec, groups);
+        }
+        if plan.revisions {
+            self.dirty.resize(groups, false);
+        }
     }
 }
 
 impl OpenWindows {
-    /// Adds the selected rows of a batch to the window starting at `start`, opening it first
-    /// if needed.
+    /// Adds the selected rows of a batch to the window `(start, end)`, opening it first if
+    /// needed.
     fn add(
         &mut self,
         plan: &WindowPlan,
         encoder: &KeyEncoder,
-        start: i64,
+        (start, end): (i64, i64),
         rows: Selection<'_>,
         prepared: &Prepared,
-        opened: &mut impl FnMut(i64),
+        opened: &mut impl FnMut(i64, i64),
     ) {
         let window = self.open.entry(start).or_insert_with(|| {
-            opened(start);
-            OpenWindow {
-                keys: encoder.table(),
-                accumulators: plan.aggregates.iter().map(Accumulator::new).collect(),
-            }
+            opened(start, end);
+            OpenWindow::new(plan, encoder, end)
         });
         let before = window.keys.len();
         window.keys.assign(&prepared.keys, rows, &mut self.gids);
         let after = window.keys.len();
         if after > before {
             self.groups += after - before;
-            for (accumulator, spec) in window.accumulators.iter_mut().zip(&plan.aggregates) {
-                accumulator.grow(spec, after);
-            }
+            window.grow(plan);
         }
         for ((accumulator, spec), values) in window
             .accumulators
@@ -319,6 +558,12 @@ impl OpenWindows {
             .zip(&prepared.values)
         {
             accumulator.update(spec, values, &prepared.times, rows, &self.gids);
+        }
+        if plan.revisions {
+            for &g in &self.gids {
+                window.dirty[g as usize] = true;
+            }
+            window.changed = true;
         }
     }
 }
@@ -380,7 +625,11 @@ mod tests {
     /// (Arrow's display of a "UTC" zone needs the chrono-tz feature, which we leave out).
     fn drain(aggregator: &mut WindowAggregator) -> String {
         let mut batches = Vec::new();
-        while let Some((_, batch)) = aggregator.close_first().unwrap() {
+        let starts: Vec<i64> = aggregator.pending().map(|(start, _)| start).collect();
+        for batch in starts
+            .into_iter()
+            .filter_map(|start| aggregator.emit(start, Emission::Final).unwrap())
+        {
             let mut columns = batch.columns().to_vec();
             let mut fields: Vec<Field> = batch
                 .schema()
@@ -412,7 +661,8 @@ mod tests {
                     (Some("a"), Some(17), None),
                 ]),
                 0,
-                |start| opened.push(start),
+                None,
+                |start, _| opened.push(start),
             )
             .unwrap();
         assert_eq!(
@@ -425,7 +675,7 @@ mod tests {
         );
         assert_eq!(opened, [0, 10]);
         assert_eq!(agg.groups(), 2);
-        assert_eq!(agg.first_end(), Some(10));
+        assert_eq!(agg.pending().next(), Some((0, 10)));
 
         // Watermark 12: window [0, 10) may be gone, so 3 and 9 are late; 10 and 15 are not.
         let absorbed = agg
@@ -437,7 +687,8 @@ mod tests {
                     (None, Some(15), Some(1.0)),
                 ]),
                 12,
-                |start| opened.push(start),
+                None,
+                |start, _| opened.push(start),
             )
             .unwrap();
         assert_eq!(
@@ -462,7 +713,7 @@ mod tests {
 +--------------+------------+-----------+---+-----+-----+";
         assert_eq!(drain(&mut agg), expected);
         assert_eq!(agg.groups(), 0);
-        assert_eq!(agg.first_end(), None);
+        assert_eq!(agg.pending().next(), None);
     }
 
     #[test]
@@ -480,7 +731,8 @@ mod tests {
                 (Some("b"), Some(14), None),
             ]),
             0,
-            |start| opened.push(start),
+            None,
+            |start, _| opened.push(start),
         )
         .unwrap();
         // 10 / 0 is a runtime error (null); 10 / null is plain null.
@@ -497,7 +749,8 @@ mod tests {
                     (Some("b"), Some(16), Some(f64::NAN)),
                 ]),
                 12,
-                |start| opened.push(start),
+                None,
+                |start, _| opened.push(start),
             )
             .unwrap();
         assert_eq!((absorbed.on_time, absorbed.late), (2, 2));
@@ -523,11 +776,14 @@ mod tests {
             .map(|t| (Some("x"), Some(t * 7), Some(t as f64)))
             .collect();
         let mut opened = Vec::new();
-        agg.absorb(&batch(&rows), 0, |s| opened.push(s)).unwrap();
+        agg.absorb(&batch(&rows), 0, None, |s, _| opened.push(s))
+            .unwrap();
         assert_eq!(opened.len(), 70);
         assert_eq!(agg.groups(), 70);
         let mut total = 0;
-        while let Some((start, batch)) = agg.close_first().unwrap() {
+        let starts: Vec<i64> = agg.pending().map(|(start, _)| start).collect();
+        for start in starts {
+            let batch = agg.emit(start, Emission::Final).unwrap().unwrap();
             assert_eq!(batch.num_rows(), 1);
             let n = batch
                 .column(2)
@@ -550,7 +806,8 @@ mod tests {
                     (Some("a"), Some(0), Some(1.0)),
                 ]),
                 0,
-                |_| {},
+                None,
+                |_, _| {},
             )
             .unwrap();
         assert_eq!(absorbed.late, 1);

@@ -56,6 +56,7 @@ pub(crate) struct Alignment {
 
 impl Alignment {
     /// Epoch-aligned windows of `size_ms`, starting every `slide_ms`.
+    #[cfg(test)]
     pub(crate) fn fixed(size_ms: i64, slide_ms: i64) -> Self {
         Self {
             size_ms,
@@ -124,6 +125,7 @@ impl Alignment {
     }
 
     /// The end of the earliest window containing `time`.
+    #[cfg(test)]
     pub(crate) fn first_end(&self, time: i64) -> i64 {
         let mut first = None;
         self.for_each_window(time, |start| {
@@ -150,8 +152,8 @@ impl Alignment {
         let Some(utc) = DateTime::<Utc>::from_timestamp_millis(time) else {
             return time;
         };
-        let local = utc.with_timezone(&zone).naive_local()
-            - chrono::Duration::milliseconds(self.offset_ms);
+        let local =
+            utc.with_timezone(&zone).naive_local() - chrono::Duration::milliseconds(self.offset_ms);
         let day = i64::from(local.date().num_days_from_ce() - EPOCH_DAY);
         let first = day - day.rem_euclid(days);
         let start = local_time_of_day(zone, first, self.offset_ms);

@@ -1,22 +1,30 @@
-//! [`AlignedWindow`]: the timely operator around a [`WindowAggregator`].
+//! [`AlignedWindow`]: the timely operator around a [`WindowAggregator`], for tumbling and
+//! hopping windows.
 //!
 //! Rows are exchanged by group key (all to worker 0 without one), so each worker owns its
-//! keys' state. For every window it opens, the operator keeps a capability at `end - 1`,
-//! derived from the batch that opened it (whose timestamp, the watermark, is below `end`).
-//! Once the input frontier has no time below `end`, no on-time row for the window can come:
-//! it is emitted at `end - 1` and its capability dropped, which lets the frontier downstream
-//! move on. The output's event time is `window_start`, which is at most `end - 1`, so
-//! cascaded windows whose size is a multiple of this one stay on time.
+//! keys' state. For every window not yet emitted in full, the operator keeps a capability at
+//! `fire - 1`, where `fire` is the window's next firing time (its end, or the next early
+//! firing with `emit_every`), derived from the batch that opened it (whose timestamp, the
+//! watermark, is below `fire`). Once the input frontier has no time below `fire`, the window
+//! is emitted with that capability, which is then dropped (or moved on to the next early
+//! firing), so the frontier downstream moves on. The output's event time is `window_start`,
+//! which is at most `end - 1`, so cascaded windows whose size is a multiple of this one stay on
+//! time.
 //!
-//! The operator has a second output, the `late` side output: rows whose window had already
-//! closed, unchanged, stamped with the watermark of the batch that brought them.
+//! Late rows that an ended window still accepts (`allowed_lateness`) are emitted as revisions
+//! with the capability of the batch that brought them. With processing time, windows fire on
+//! the wall clock: the operator asks timely to wake it at the next firing time.
+//!
+//! The operator has a second output, the `late` side output: rows whose windows had all been
+//! dropped, unchanged, stamped with the watermark of the batch that brought them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use edgeflow_engine::arrow::array::{Array, Scalar, TimestampMillisecondArray};
+use edgeflow_engine::arrow::array::{Array, RecordBatch, Scalar, TimestampMillisecondArray};
 use edgeflow_engine::arrow::compute::{filter_record_batch, kernels::cmp::lt};
-use edgeflow_engine::arrow::datatypes::SchemaRef;
+use edgeflow_engine::arrow::datatypes::{DataType, SchemaRef};
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::operators::Capability;
 use edgeflow_engine::timely::dataflow::operators::generic::OutputBuilder;
@@ -25,7 +33,7 @@ use edgeflow_engine::{
     Batch, BatchStream, DataflowOperator, EventTime, OperatorContext, key_exchange,
 };
 
-use super::aggregator::{WindowAggregator, late_threshold};
+use super::aggregator::{Emission, Shed, WindowAggregator};
 use super::config::WindowPlan;
 use crate::expr::ErrorReporter;
 
@@ -35,11 +43,43 @@ const BUG: &str = "window kernels on a batch of the planned schema cannot fail: 
 /// Name of the side output carrying late rows.
 pub const LATE: &str = "late";
 
-/// The planned tumbling-window operator.
+/// The planned tumbling- or hopping-window operator.
 #[derive(Debug)]
 pub struct AlignedWindow {
     pub(crate) plan: Arc<WindowPlan>,
     pub(crate) input_schema: SchemaRef,
+}
+
+/// A window waiting for its next emission.
+struct Pending {
+    end: i64,
+    /// When it fires next: its end, or an early firing before it.
+    fire: i64,
+    capability: Capability<EventTime>,
+}
+
+/// The next firing time of the window `[start, end)` after time `after`: the next multiple of
+/// `every` after the start (early firings), or the end.
+fn next_fire(start: i64, end: i64, after: i64, every: Option<i64>) -> i64 {
+    match every {
+        None => end,
+        Some(every) => {
+            let k = ((after - start).div_euclid(every) + 1).max(1);
+            start.saturating_add(k.saturating_mul(every)).min(end)
+        }
+    }
+}
+
+/// Wall-clock milliseconds since the epoch.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A time as a timely timestamp (times before the epoch clamp to 0).
+fn stamp(time: i64) -> EventTime {
+    time.max(0) as EventTime
 }
 
 impl DataflowOperator for AlignedWindow {
@@ -70,7 +110,9 @@ impl DataflowOperator for AlignedWindow {
             .expect("the planner gives a 'window' operator exactly one input");
         let plan = self.plan.clone();
         let metrics = ctx.metrics.clone();
-        let size = plan.alignment().size_ms;
+        let name = ctx.name.clone();
+        let every = plan.emit_every_ms;
+        let processing_time = plan.processing_time;
         // One reporter per aggregate that reads an expression: runtime errors in it (division
         // by zero, a failed cast) make the value null, which the aggregate skips, and are
         // counted as `expression_error`, as in `filter` and `derive`.
@@ -84,7 +126,9 @@ impl DataflowOperator for AlignedWindow {
             })
             .collect();
 
-        let mut builder = OperatorBuilder::new("AlignedWindow".to_string(), input.scope());
+        let scope = input.scope();
+        let mut builder = OperatorBuilder::new("Window".to_string(), scope.clone());
+        let activator = scope.activator_for(builder.operator_info().address);
         let mut input = builder.new_input(input, key_exchange(plan.keys.clone()));
         let (windows, window_stream) = builder.new_output::<Batch>();
         let (late, late_stream) = builder.new_output::<Batch>();
@@ -95,23 +139,49 @@ impl DataflowOperator for AlignedWindow {
             // Output is only ever sent with capabilities derived from input batches.
             drop(initial);
             let mut aggregator = WindowAggregator::new(plan.clone()).expect(BUG);
-            let mut capabilities: BTreeMap<i64, Capability<EventTime>> = BTreeMap::new();
+            let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
             let mut reported_groups = 0usize;
             move |frontiers| {
                 let mut windows = windows.activate();
                 let mut late = late.activate();
                 let (window_port, late_port) = (windows.output_index(), late.output_index());
+                let now = processing_time.then(now_ms);
+                let mut send = |capability: &Capability<EventTime>, rows: Option<RecordBatch>| {
+                    if let Some(rows) = rows {
+                        metrics.add_rows_out(rows.num_rows());
+                        windows
+                            .session_with_builder(capability)
+                            .give_container(&mut Batch::new(rows));
+                    }
+                };
+                // The capability for revisions: the earliest batch that changed ended windows.
+                let mut revision_capability: Option<Capability<EventTime>> = None;
+
                 input.for_each(|capability, data| {
                     let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
                         return;
                     };
                     metrics.add_rows_in(rows.num_rows());
+                    let threshold = aggregator.threshold(watermark);
                     let absorbed = aggregator
-                        .absorb(&rows, watermark, |start| {
-                            let last = start.saturating_add(size) - 1;
-                            capabilities.insert(
+                        .absorb(&rows, watermark, now, |start, end| {
+                            let (fire, at) = if processing_time {
+                                (
+                                    next_fire(start, end, now.unwrap_or(start), every),
+                                    watermark,
+                                )
+                            } else {
+                                let fire = next_fire(start, end, watermark as i64, every);
+                                (fire, watermark.max(stamp(fire - 1)))
+                            };
+                            let capability = capability.delayed(&at, window_port);
+                            pending.insert(
                                 start,
-                                capability.delayed(&(last as EventTime), window_port),
+                                Pending {
+                                    end,
+                                    fire,
+                                    capability,
+                                },
                             );
                         })
                         .expect(BUG);
@@ -125,30 +195,121 @@ impl DataflowOperator for AlignedWindow {
                     metrics.count_dropped(LATE, absorbed.late);
                     metrics.count_dropped("missing_event_time", absorbed.missing_time);
                     if absorbed.late > 0 {
-                        let late_rows = late_rows(&rows, plan.event_time, watermark, size);
+                        let late_rows = late_rows(&rows, plan.event_time, threshold);
                         let stamp = capability.delayed(&watermark, late_port);
                         late.session_with_builder(&stamp)
                             .give_container(&mut Batch::new(late_rows));
                     }
+                    if plan.allowed_lateness_ms > 0
+                        && revision_capability
+                            .as_ref()
+                            .is_none_or(|held| held.time() > &watermark)
+                    {
+                        revision_capability = Some(capability.delayed(&watermark, window_port));
+                    }
+                    // Keep the state under `max_keys`: cut lateness short, then close the
+                    // oldest windows early.
+                    while let Some(shed) = aggregator.shed() {
+                        metrics.count_dropped("evicted_window", 0);
+                        if let Shed::CloseEarly(start) = shed
+                            && let Some(window) = pending.remove(&start)
+                        {
+                            tracing::warn!(
+                                operator = %name,
+                                "more than max_keys groups held: emitting the window starting \
+                                 at {} early; its later rows count as late",
+                                edgeflow_engine::time::format_event_time(stamp(start))
+                            );
+                            send(
+                                &window.capability,
+                                aggregator.emit(start, Emission::Final).expect(BUG),
+                            );
+                        }
+                    }
                 });
 
                 let frontier = &frontiers[0];
-                while let Some(end) = aggregator.first_end() {
-                    if frontier.less_than(&(end as EventTime)) {
+                let reached = |fire: i64| match now {
+                    Some(now) => frontier.is_empty() || now >= fire,
+                    None => !frontier.less_than(&stamp(fire)),
+                };
+                loop {
+                    let due: Vec<i64> = pending
+                        .iter()
+                        .filter(|(_, window)| reached(window.fire))
+                        .map(|(&start, _)| start)
+                        .collect();
+                    if due.is_empty() {
                         break;
                     }
-                    let Some((start, rows)) = aggregator.close_first().expect(BUG) else {
-                        break;
-                    };
-                    let capability = capabilities
-                        .remove(&start)
-                        .expect("every open window holds a capability");
-                    metrics.add_rows_out(rows.num_rows());
-                    if rows.num_rows() > 0 {
-                        windows
-                            .session_with_builder(&capability)
-                            .give_container(&mut Batch::new(rows));
+                    for start in due {
+                        let mut window = pending.remove(&start).expect("due windows are pending");
+                        if window.fire < window.end {
+                            send(
+                                &window.capability,
+                                aggregator.emit(start, Emission::Early).expect(BUG),
+                            );
+                            window.fire = next_fire(start, window.end, window.fire, every);
+                            if !processing_time {
+                                window.capability.downgrade(&stamp(window.fire - 1));
+                            }
+                            pending.insert(start, window);
+                            continue;
+                        }
+                        send(
+                            &window.capability,
+                            aggregator.emit(start, Emission::Final).expect(BUG),
+                        );
+                        let forgotten = aggregator.forget_idle_keys(start);
+                        if forgotten > 0 {
+                            metrics.count_dropped("evicted_key", 0);
+                        }
+                        // With `emit_empty`, the next window exists even if no row comes, so
+                        // silent keys get their zero-count row.
+                        let next = aggregator.next_start(start);
+                        if aggregator.knows_keys()
+                            && !frontier.is_empty()
+                            && !aggregator.holds(next)
+                        {
+                            let end = aggregator.open_empty(next);
+                            let (fire, at) = match now {
+                                Some(now) => {
+                                    (next_fire(next, end, now, every), *window.capability.time())
+                                }
+                                None => {
+                                    let after = (*window.capability.time()) as i64;
+                                    let fire = next_fire(next, end, after.max(next - 1), every);
+                                    (
+                                        fire,
+                                        window.capability.time().max(&stamp(fire - 1)).to_owned(),
+                                    )
+                                }
+                            };
+                            let capability = window.capability.delayed(&at);
+                            pending.insert(
+                                next,
+                                Pending {
+                                    end,
+                                    fire,
+                                    capability,
+                                },
+                            );
+                        }
                     }
+                }
+
+                if let Some(capability) = revision_capability.take() {
+                    for start in aggregator.revised() {
+                        send(
+                            &capability,
+                            aggregator.emit(start, Emission::Revision).expect(BUG),
+                        );
+                    }
+                }
+                aggregator.expire(frontier.frontier().first().copied());
+
+                if let (Some(now), Some(next)) = (now, pending.values().map(|w| w.fire).min()) {
+                    activator.activate_after(Duration::from_millis((next - now).max(1) as u64));
                 }
 
                 let groups = aggregator.groups();
@@ -162,18 +323,12 @@ impl DataflowOperator for AlignedWindow {
     }
 }
 
-/// The rows of `rows` whose window ended at or before `watermark`: event time below the start
-/// of the watermark's window (the same rule as [`WindowAggregator::absorb`]).
-fn late_rows(
-    rows: &edgeflow_engine::arrow::array::RecordBatch,
-    event_time: usize,
-    watermark: EventTime,
-    size: i64,
-) -> edgeflow_engine::arrow::array::RecordBatch {
-    let threshold = late_threshold(watermark, size);
+/// The rows of `rows` whose event time is below `threshold` (see
+/// [`super::aggregator::late_threshold`]).
+fn late_rows(rows: &RecordBatch, event_time: usize, threshold: i64) -> RecordBatch {
     let times = rows.column(event_time);
     let timezone = match times.data_type() {
-        edgeflow_engine::arrow::datatypes::DataType::Timestamp(_, tz) => tz.clone(),
+        DataType::Timestamp(_, tz) => tz.clone(),
         _ => None,
     };
     let bound = TimestampMillisecondArray::from(vec![threshold]).with_timezone_opt(timezone);
