@@ -194,9 +194,10 @@ impl WindowConfig {
                     ),
                 ))
             }
-            Ok(d) if d.as_millis() > i64::MAX as u128 / 4 => {
-                errors.push(OptionError::at(option, format!("'{option}' '{text}' is too large")))
-            }
+            Ok(d) if d.as_millis() > i64::MAX as u128 / 4 => errors.push(OptionError::at(
+                option,
+                format!("'{option}' '{text}' is too large"),
+            )),
             Ok(d) => return Some(d.as_millis() as i64),
         }
         None
@@ -269,7 +270,9 @@ impl WindowConfig {
                         Err(_) => {
                             errors.push(
                                 OptionError::at("timezone", format!("unknown time zone '{name}'"))
-                                    .with_hint("use an IANA name such as \"Europe/Berlin\" or \"UTC\""),
+                                    .with_hint(
+                                        "use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+                                    ),
                             );
                             None
                         }
@@ -292,8 +295,11 @@ impl WindowConfig {
                 }
                 if zone.is_some() && (size % DAY_MS != 0 || slide != size) && DAY_MS % slide != 0 {
                     errors.push(
-                        OptionError::at("timezone", "calendar alignment needs windows that divide a day, or whole days")
-                            .with_hint("use a size such as \"15m\", \"1h\" or \"1d\""),
+                        OptionError::at(
+                            "timezone",
+                            "calendar alignment needs windows that divide a day, or whole days",
+                        )
+                        .with_hint("use a size such as \"15m\", \"1h\" or \"1d\""),
                     );
                     return None;
                 }
@@ -329,7 +335,10 @@ impl WindowConfig {
                 self.unused(errors, &aligned_only);
                 self.unused(
                     errors,
-                    &[("size", self.size.is_some()), ("count", self.count.is_some())],
+                    &[
+                        ("size", self.size.is_some()),
+                        ("count", self.count.is_some()),
+                    ],
                 );
                 let gap_ms = self.required("gap", errors);
                 let max_length_ms = self.duration("max_length", errors, false);
@@ -403,18 +412,24 @@ impl WindowConfig {
         ] {
             if set && kind.is_some() && !aligned {
                 errors.push(
-                    OptionError::at(option, format!("'{option}' needs tumbling or hopping windows"))
-                        .with_hint(format!(
-                            "{} windows emit each window once, when the watermark passes it",
-                            self.kind
-                        )),
+                    OptionError::at(
+                        option,
+                        format!("'{option}' needs tumbling or hopping windows"),
+                    )
+                    .with_hint(format!(
+                        "{} windows emit each window once, when the watermark passes it",
+                        self.kind
+                    )),
                 );
             }
         }
         if processing_time && lateness.is_some_and(|l| l > 0) {
             errors.push(
-                OptionError::at("allowed_lateness", "processing-time windows have no late rows")
-                    .with_hint("remove 'allowed_lateness', or use time = \"event\""),
+                OptionError::at(
+                    "allowed_lateness",
+                    "processing-time windows have no late rows",
+                )
+                .with_hint("remove 'allowed_lateness', or use time = \"event\""),
             );
         }
         if let (Some(every), Some(WindowKind::Aligned(alignment))) = (emit_every, &kind)
@@ -865,8 +880,9 @@ mod tests {
 
     #[test]
     fn input_needs_a_timestamp_event_time() {
-        let schema: SchemaRef =
-            Arc::new(edgeflow_engine::arrow::datatypes::Schema::new(vec![Field::new("v", DataType::Float64, true)]));
+        let schema: SchemaRef = Arc::new(edgeflow_engine::arrow::datatypes::Schema::new(vec![
+            Field::new("v", DataType::Float64, true),
+        ]));
         let config = config("size = \"1s\"").unwrap();
         let errors = config.plan_window(&[schema]).unwrap_err();
         assert_eq!(errors.len(), 1);

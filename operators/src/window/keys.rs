@@ -297,7 +297,13 @@ impl KeyTable {
             (Self::Unit { groups }, Self::Unit { groups: theirs }) => {
                 *groups = (*groups).max(*theirs);
             }
-            (Self::Str { map, null }, Self::Str { map: theirs, null: their_null }) => {
+            (
+                Self::Str { map, null },
+                Self::Str {
+                    map: theirs,
+                    null: their_null,
+                },
+            ) => {
                 if their_null.is_some() && null.is_none() {
                     *null = Some(take_next(&mut next));
                 }
@@ -307,7 +313,13 @@ impl KeyTable {
                     }
                 }
             }
-            (Self::Int { map, null }, Self::Int { map: theirs, null: their_null }) => {
+            (
+                Self::Int { map, null },
+                Self::Int {
+                    map: theirs,
+                    null: their_null,
+                },
+            ) => {
                 if their_null.is_some() && null.is_none() {
                     *null = Some(take_next(&mut next));
                 }
