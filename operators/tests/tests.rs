@@ -7,9 +7,13 @@
 //! * `clean`: the `clean` operator end to end, with drop counts by reason;
 //! * `expressions`: `filter` and `derive` end to end, and an ignored `filter` throughput test;
 //! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
-//!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers.
+//!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers, for
+//!   tumbling and hopping windows with lateness and early firings;
+//! * `window_emission`: emit_empty, early firings, revisions, max_keys, processing time and
+//!   calendar alignment in fixed scenarios.
 
 mod clean;
 mod expressions;
 mod util;
 mod window;
+mod window_emission;

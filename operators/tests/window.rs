@@ -276,13 +276,33 @@ impl Group {
     }
 }
 
+/// Tumbling or hopping windows: `size`, a new window every `slide`, rows accepted up to
+/// `lateness` after their window ended.
+#[derive(Clone, Copy, Debug)]
+struct Windows {
+    size: i64,
+    slide: i64,
+    lateness: i64,
+}
+
+impl Windows {
+    /// The starts of the windows holding `ts`.
+    fn starts(self, ts: i64) -> impl Iterator<Item = i64> {
+        let latest = ts - ts.rem_euclid(self.slide);
+        (0..self.size / self.slide)
+            .map(move |k| latest - k * self.slide)
+            .filter(move |start| start + self.size > ts)
+    }
+}
+
 /// Output rows (sorted), the number of late rows and the number of expression errors (on-time
 /// rows whose `level % 7` is 0, a division by zero in `r`), computed from scratch: batch `i`
-/// carries watermark `max(0, max event time of batches 0..i - ooo)`; a row is late when its
-/// window ends at or before that watermark.
+/// carries watermark `max(0, max event time of batches 0..i - ooo)`; a row is late when all
+/// its windows ended `lateness` or more before that watermark. With lateness, these are the
+/// rows a reader sees after keeping the highest revision of each window and key.
 fn oracle(
     batches: &[Vec<Reading>],
-    size: i64,
+    windows: Windows,
     ooo: i64,
     keys: &[&str],
 ) -> (Vec<Vec<Value>>, u64, u64) {
@@ -290,21 +310,23 @@ fn oracle(
     let (mut watermark, mut max_seen, mut late, mut errors) = (0i64, i64::MIN, 0u64, 0u64);
     for readings in batches {
         for reading in readings {
-            let start = reading.ts - reading.ts.rem_euclid(size);
-            if start + size <= watermark {
+            let first_end = windows.starts(reading.ts).min().unwrap() + windows.size;
+            if first_end + windows.lateness <= watermark {
                 late += 1;
                 continue;
             }
-            let group = groups.entry((start, key_of(reading, keys))).or_default();
-            group.rows += 1;
-            group
-                .temps
-                .extend(reading.temperature.filter(|t| !t.is_nan()));
-            group.levels.extend(reading.level);
-            group.zones.extend(reading.zone.map(i64::from));
-            group.all_temps.extend(reading.temperature);
-            group.all_levels.push(reading.level);
-            group.flags.push(reading.flag);
+            for start in windows.starts(reading.ts) {
+                let group = groups.entry((start, key_of(reading, keys))).or_default();
+                group.rows += 1;
+                group
+                    .temps
+                    .extend(reading.temperature.filter(|t| !t.is_nan()));
+                group.levels.extend(reading.level);
+                group.zones.extend(reading.zone.map(i64::from));
+                group.all_temps.extend(reading.temperature);
+                group.all_levels.push(reading.level);
+                group.flags.push(reading.flag);
+            }
             errors += u64::from(reading.level.is_some_and(|l| l % 7 == 0));
         }
         max_seen = max_seen.max(readings.iter().map(|r| r.ts).max().unwrap());
@@ -313,13 +335,49 @@ fn oracle(
     let rows = groups
         .into_iter()
         .map(|((start, key), group)| {
-            let mut row = vec![Value::Int(start), Value::Int(start + size)];
+            let mut row = vec![Value::Int(start), Value::Int(start + windows.size)];
             row.extend(key);
             row.extend(group.values());
             row
         })
         .collect();
     (rows, late, errors)
+}
+
+/// What a reader keeps of output with `revision` and `provisional` columns (the last two):
+/// the highest revision of each window and key, without those two columns. Checks that the
+/// revisions of a window and key are distinct and that the kept one is not provisional.
+fn last_revisions(rows: Vec<Vec<Value>>, keys: usize) -> Result<Vec<Vec<Value>>, TestCaseError> {
+    let mut kept: BTreeMap<Vec<Value>, (i64, Vec<Value>)> = BTreeMap::new();
+    for mut row in rows {
+        let provisional = row.pop().unwrap();
+        let Value::Int(revision) = row.pop().unwrap() else {
+            return Err(TestCaseError::fail("revision is not an int"));
+        };
+        let id = row[..2 + keys].to_vec();
+        row.push(provisional);
+        match kept.get(&id) {
+            Some((seen, _)) if *seen == revision => {
+                return Err(TestCaseError::fail(format!(
+                    "revision {revision} twice: {id:?}"
+                )));
+            }
+            Some((seen, _)) if *seen > revision => {}
+            _ => {
+                kept.insert(id, (revision, row));
+            }
+        }
+    }
+    kept.into_values()
+        .map(|(_, mut row)| {
+            prop_assert_eq!(
+                row.pop(),
+                Some(Value::Bool(false)),
+                "the last revision is final"
+            );
+            Ok(row)
+        })
+        .collect()
 }
 
 fn same_rows(got: &[Vec<Value>], expected: &[Vec<Value>]) -> Result<(), TestCaseError> {
@@ -408,34 +466,79 @@ proptest! {
         ooo in 0i64..40,
         grouping in 0usize..GROUPINGS.len(),
     ) {
-        let keys = GROUPINGS[grouping];
-        let group_by = format!("{keys:?}");
-        let schema = sensor_schema();
-        let window = plan("window", &window_options(&format!("{size}ms"), &group_by, AGGREGATES), &schema);
-        let readings = readings(&raw);
-        let batches: Vec<RecordBatch> = readings.iter().map(|r| batch(r)).collect();
-        let (expected, late, errors) = oracle(&readings, size, ooo, keys);
-        let total: usize = readings.iter().map(Vec::len).sum();
-
-        let mut results = Vec::new();
-        for workers in [1, 2] {
-            let (out, report) = run_collect(
-                schema.clone(), batches.clone(), policy(ooo as u64), vec![window.clone()], workers,
-            ).unwrap();
-            assert_one_sorted_window_per_batch(&out, 2..2 + keys.len());
-            let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
-            prop_assert_eq!(node.rows_in, total as u64);
-            prop_assert_eq!(node.dropped.get("late").copied().unwrap_or(0), late);
-            // Expressions are evaluated on on-time rows only.
-            prop_assert_eq!(node.dropped.get("expression_error").copied().unwrap_or(0), errors);
-            prop_assert_eq!(node.rows_out, expected.len() as u64);
-            prop_assert_eq!(node.state_rows, 0);
-            let got = sorted(rows(&out));
-            same_rows(&got, &expected)?;
-            results.push(got);
-        }
-        same_rows(&results[0], &results[1])?;
+        let windows = Windows { size, slide: size, lateness: 0 };
+        check_against_oracle(&raw, windows, ooo, GROUPINGS[grouping], None)?;
     }
+
+    #[test]
+    fn hopping_late_and_early_windows_match_oracle(
+        raw in prop::collection::vec(prop::collection::vec(raw_row(), 1..30), 1..10),
+        (size, slide) in prop::sample::select(vec![(10i64, 5i64), (30, 10), (20, 20), (100, 25)]),
+        lateness in prop::sample::select(vec![0i64, 7, 30]),
+        every in prop::option::of(prop::sample::select(vec![2i64, 5])),
+        ooo in 0i64..40,
+        grouping in 0usize..GROUPINGS.len(),
+    ) {
+        let windows = Windows { size, slide, lateness };
+        check_against_oracle(&raw, windows, ooo, GROUPINGS[grouping], every)?;
+    }
+}
+
+fn check_against_oracle(
+    raw: &[Vec<RawRow>],
+    windows: Windows,
+    ooo: i64,
+    keys: &[&str],
+    every: Option<i64>,
+) -> Result<(), TestCaseError> {
+    let group_by = format!("{keys:?}");
+    let schema = sensor_schema();
+    let mut options = format!(
+        "kind = \"hopping\"\nsize = \"{}ms\"\nslide = \"{}ms\"\nallowed_lateness = \"{}ms\"\n\
+         group_by = {group_by}\naggregates = {{ {AGGREGATES} }}",
+        windows.size, windows.slide, windows.lateness
+    );
+    if let Some(every) = every {
+        options.push_str(&format!("\nemit_every = \"{every}ms\""));
+    }
+    let window = plan("window", &options, &schema);
+    let revisions = windows.lateness > 0 || every.is_some();
+    let readings = readings(raw);
+    let batches: Vec<RecordBatch> = readings.iter().map(|r| batch(r)).collect();
+    let (expected, late, errors) = oracle(&readings, windows, ooo, keys);
+    let total: usize = readings.iter().map(Vec::len).sum();
+
+    let mut results = Vec::new();
+    for workers in [1, 2] {
+        let (out, report) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(ooo as u64),
+            vec![window.clone()],
+            workers,
+        )
+        .unwrap();
+        assert_one_sorted_window_per_batch(&out, 2..2 + keys.len());
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        prop_assert_eq!(node.rows_in, total as u64);
+        prop_assert_eq!(node.dropped.get("late").copied().unwrap_or(0), late);
+        // Expressions are evaluated on on-time rows only.
+        prop_assert_eq!(
+            node.dropped.get("expression_error").copied().unwrap_or(0),
+            errors
+        );
+        prop_assert_eq!(node.state_rows, 0);
+        let got = if revisions {
+            prop_assert!(node.rows_out >= expected.len() as u64);
+            last_revisions(rows(&out), keys.len())?
+        } else {
+            prop_assert_eq!(node.rows_out, expected.len() as u64);
+            sorted(rows(&out))
+        };
+        same_rows(&got, &expected)?;
+        results.push(got);
+    }
+    same_rows(&results[0], &results[1])
 }
 
 /// Measures rows per second through source → window → sink on one worker.

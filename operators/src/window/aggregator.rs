@@ -376,15 +376,15 @@ impl WindowAggregator {
         let Some(window) = self.windows.open.get_mut(&start) else {
             return Ok(None);
         };
-        if emission == Emission::Final {
-            if let Some(known) = &mut self.known {
-                let added = window.keys.add_keys_of(known);
-                if added > 0 {
-                    window.grow(&self.plan);
-                    self.windows.groups += added;
-                }
-                known.add_keys_of(&window.keys);
+        if emission == Emission::Final
+            && let Some(known) = &mut self.known
+        {
+            let added = window.keys.add_keys_of(known);
+            if added > 0 {
+                window.grow(&self.plan);
+                self.windows.groups += added;
             }
+            known.add_keys_of(&window.keys);
         }
         let (mut key_columns, mut order) = self.encoder.sorted(&window.keys)?;
         if emission != Emission::Final {

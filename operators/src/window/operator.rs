@@ -43,6 +43,12 @@ const BUG: &str = "window kernels on a batch of the planned schema cannot fail: 
 /// Name of the side output carrying late rows.
 pub const LATE: &str = "late";
 
+/// Metric: windows closed early or cut short to keep the state under `max_keys`.
+pub const EVICTED_WINDOWS: &str = "evicted_windows";
+
+/// Metric: keys `emit_empty` stopped tracking to stay under `max_keys`.
+pub const FORGOTTEN_KEYS: &str = "forgotten_keys";
+
 /// The planned tumbling- or hopping-window operator.
 #[derive(Debug)]
 pub struct AlignedWindow {
@@ -127,7 +133,7 @@ impl DataflowOperator for AlignedWindow {
             .collect();
 
         let scope = input.scope();
-        let mut builder = OperatorBuilder::new("Window".to_string(), scope.clone());
+        let mut builder = OperatorBuilder::new("Window".to_string(), scope);
         let activator = scope.activator_for(builder.operator_info().address);
         let mut input = builder.new_input(input, key_exchange(plan.keys.clone()));
         let (windows, window_stream) = builder.new_output::<Batch>();
@@ -210,7 +216,7 @@ impl DataflowOperator for AlignedWindow {
                     // Keep the state under `max_keys`: cut lateness short, then close the
                     // oldest windows early.
                     while let Some(shed) = aggregator.shed() {
-                        metrics.count_dropped("evicted_window", 0);
+                        metrics.add_value(EVICTED_WINDOWS, 1);
                         if let Shed::CloseEarly(start) = shed
                             && let Some(window) = pending.remove(&start)
                         {
@@ -233,16 +239,13 @@ impl DataflowOperator for AlignedWindow {
                     Some(now) => frontier.is_empty() || now >= fire,
                     None => !frontier.less_than(&stamp(fire)),
                 };
-                loop {
-                    let due: Vec<i64> = pending
-                        .iter()
-                        .filter(|(_, window)| reached(window.fire))
-                        .map(|(&start, _)| start)
-                        .collect();
-                    if due.is_empty() {
-                        break;
-                    }
-                    for start in due {
+                // One window at a time, earliest start first: firing one may open the next.
+                while let Some(start) = pending
+                    .iter()
+                    .find(|(_, window)| reached(window.fire))
+                    .map(|(&start, _)| start)
+                {
+                    {
                         let mut window = pending.remove(&start).expect("due windows are pending");
                         if window.fire < window.end {
                             send(
@@ -262,13 +265,15 @@ impl DataflowOperator for AlignedWindow {
                         );
                         let forgotten = aggregator.forget_idle_keys(start);
                         if forgotten > 0 {
-                            metrics.count_dropped("evicted_key", 0);
+                            metrics.add_value(FORGOTTEN_KEYS, forgotten as u64);
                         }
                         // With `emit_empty`, the next window exists even if no row comes, so
-                        // silent keys get their zero-count row.
+                        // silent keys get their zero-count row: while input may come, and
+                        // through the gaps between windows that rows opened.
                         let next = aggregator.next_start(start);
+                        let before_last = pending.keys().next_back().is_some_and(|&l| next < l);
                         if aggregator.knows_keys()
-                            && !frontier.is_empty()
+                            && (!frontier.is_empty() || before_last)
                             && !aggregator.holds(next)
                         {
                             let end = aggregator.open_empty(next);
