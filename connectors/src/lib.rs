@@ -9,7 +9,9 @@
 //! | `type`      | kind   | module             | reads or writes                              |
 //! |-------------|--------|--------------------|----------------------------------------------|
 //! | `file`      | source | [`file`](mod@file) | CSV, JSON lines or Parquet files             |
+//! | `mqtt`      | source | [`mqtt`]           | MQTT topics: JSON, CSV or number payloads    |
 //! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
+//! | `mqtt`      | sink   | [`mqtt`]           | rows as JSON to an MQTT topic template       |
 //! | `parquet`   | sink   | [`parquet`]        | date-partitioned, rotating Parquet files     |
 //! | `stdout`    | sink   | [`stdout`]         | JSON lines on standard output                |
 //!
@@ -37,6 +39,7 @@
 
 pub mod error;
 pub mod file;
+pub mod mqtt;
 pub mod parquet;
 pub mod schema_options;
 pub mod simulator;
@@ -112,10 +115,10 @@ pub struct SinkKind {
 
 /// Every source kind, sorted by name.
 pub fn sources() -> &'static [SourceKind] {
-    &[file::KIND, simulator::KIND]
+    &[file::KIND, mqtt::SOURCE_KIND, simulator::KIND]
 }
 
 /// Every sink kind, sorted by name.
 pub fn sinks() -> &'static [SinkKind] {
-    &[parquet::KIND, stdout::KIND]
+    &[mqtt::SINK_KIND, parquet::KIND, stdout::KIND]
 }

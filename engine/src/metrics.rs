@@ -34,6 +34,7 @@ pub struct NodeMetrics {
     files_written: AtomicU64,
     bytes_written: AtomicU64,
     dropped: Mutex<BTreeMap<String, u64>>,
+    values: Mutex<BTreeMap<String, u64>>,
 }
 
 impl NodeMetrics {
@@ -48,6 +49,7 @@ impl NodeMetrics {
             files_written: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             dropped: Mutex::new(BTreeMap::new()),
+            values: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -110,6 +112,18 @@ impl NodeMetrics {
         *dropped.entry(reason.to_string()).or_insert(0) += rows as u64;
     }
 
+    /// Sets a connector-specific value, such as an MQTT source's `connected` (1 or 0).
+    pub fn set_value(&self, name: &str, value: u64) {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        values.insert(name.to_string(), value);
+    }
+
+    /// Adds to a connector-specific counter, such as `reconnects`.
+    pub fn add_value(&self, name: &str, delta: u64) {
+        let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+        *values.entry(name.to_string()).or_insert(0) += delta;
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> NodeSnapshot {
         NodeSnapshot {
@@ -123,6 +137,11 @@ impl NodeMetrics {
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             dropped: self
                 .dropped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            values: self
+                .values
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
@@ -151,6 +170,8 @@ pub struct NodeSnapshot {
     pub bytes_written: u64,
     /// Rows dropped, by reason.
     pub dropped: BTreeMap<String, u64>,
+    /// Connector-specific values by name (an MQTT node's `connected`, `reconnects`).
+    pub values: BTreeMap<String, u64>,
 }
 
 impl NodeSnapshot {
@@ -211,6 +232,18 @@ mod tests {
         assert_eq!(snapshot[0].dropped.get("null_field"), Some(&3));
         assert_eq!(snapshot[0].dropped_total(), 7);
         assert!(!snapshot[0].dropped.contains_key("never"));
+    }
+
+    #[test]
+    fn connector_values_are_set_and_added() {
+        let node = NodeMetrics::detached("mqtt", NodeRole::Source);
+        node.set_value("connected", 1);
+        node.add_value("reconnects", 2);
+        node.add_value("reconnects", 1);
+        node.set_value("connected", 0);
+        let snapshot = node.snapshot();
+        assert_eq!(snapshot.values.get("connected"), Some(&0));
+        assert_eq!(snapshot.values.get("reconnects"), Some(&3));
     }
 
     #[test]
