@@ -3,10 +3,11 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use edgeflow_engine::{PipelineMetrics, RunOptions};
+use edgeflow_engine::{MemoryBudget, PipelineMetrics, RunOptions};
 use edgeflow_queries::{Plan, render};
 
 const EXAMPLES: &str = "\
@@ -220,6 +221,7 @@ fn run(plan: Plan, file: &Path, workers: Option<usize>, no_status: bool) -> Resu
         anyhow::ensure!(workers > 0, "--workers must be at least 1");
         options.workers = workers;
     }
+    options.memory = Arc::new(MemoryBudget::new(plan.settings.memory_limit_bytes()));
     let name = if plan.settings.name.is_empty() {
         file.file_stem().map_or_else(
             || "pipeline".to_string(),

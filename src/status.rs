@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use edgeflow_engine::memory::format_bytes;
 use edgeflow_engine::time::format_event_time;
 use edgeflow_engine::{NodeRole, NodeSnapshot, PipelineMetrics, RunReport};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -107,6 +108,16 @@ fn status_text(nodes: &[NodeSnapshot], rate: f64) -> String {
     if let Some(watermark) = watermark {
         let _ = write!(line, " │ watermark {}", format_event_time(watermark));
     }
+    let state_rows = total(nodes, NodeRole::Operator, |n| n.state_rows);
+    if state_rows > 0 {
+        let bytes = total(nodes, NodeRole::Operator, |n| n.state_bytes);
+        let _ = write!(
+            line,
+            " │ state {} keys ({})",
+            count(state_rows),
+            format_bytes(bytes)
+        );
+    }
     let _ = write!(line, " │ files {files}");
     line
 }
@@ -158,6 +169,17 @@ pub fn summary(report: &RunReport) -> String {
                     count(node.rows_in),
                     count(node.rows_out)
                 );
+                if node.state_rows > 0 {
+                    let _ = write!(
+                        out,
+                        "  state {} keys ({})",
+                        count(node.state_rows),
+                        format_bytes(node.state_bytes)
+                    );
+                }
+                for (name, value) in &node.values {
+                    let _ = write!(out, "  {name}: {}", count(*value));
+                }
             }
             NodeRole::Sink => {
                 let _ = write!(out, " in {:>12}", count(node.rows_in));
@@ -182,6 +204,36 @@ pub fn summary(report: &RunReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn node(name: &str, role: NodeRole) -> NodeSnapshot {
+        NodeSnapshot {
+            name: name.into(),
+            role,
+            rows_in: 0,
+            rows_out: 0,
+            watermark: 0,
+            state_rows: 0,
+            state_bytes: 0,
+            files_written: 0,
+            bytes_written: 0,
+            dropped: Default::default(),
+            values: Default::default(),
+        }
+    }
+
+    #[test]
+    fn status_shows_operator_state_when_there_is_some() {
+        let mut window = node("per_10s", NodeRole::Operator);
+        let source = NodeSnapshot {
+            rows_out: 5_000,
+            ..node("sensors", NodeRole::Source)
+        };
+        assert!(!status_text(&[source.clone(), window.clone()], 10.0).contains("state"));
+        window.state_rows = 1_200;
+        window.state_bytes = 2_048;
+        let line = status_text(&[source, window], 10.0);
+        assert!(line.contains("state 1,200 keys (2.0 KiB)"), "{line}");
+    }
 
     #[test]
     fn counts_have_thousands_separators() {

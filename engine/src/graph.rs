@@ -31,6 +31,7 @@ use crate::batch::Batch;
 use crate::egress::SinkInput;
 use crate::error::{BoxError, EngineError};
 use crate::ingress::SourceContext;
+use crate::memory::MemoryBudget;
 use crate::metrics::NodeMetrics;
 use crate::time::{EventTime, WatermarkPolicy};
 
@@ -75,6 +76,8 @@ pub struct OperatorContext {
     pub worker_index: usize,
     /// Number of workers.
     pub workers: usize,
+    /// The pipeline's state budget, shared by every operator and worker.
+    pub memory: Arc<MemoryBudget>,
 }
 
 /// An operator that adds itself to a timely dataflow.

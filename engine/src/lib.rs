@@ -54,6 +54,7 @@ pub mod egress;
 pub mod error;
 pub mod graph;
 pub mod ingress;
+pub mod memory;
 pub mod metrics;
 pub mod runtime;
 pub mod schema;
@@ -69,6 +70,7 @@ pub use graph::{
     SinkSummary, Source,
 };
 pub use ingress::{ShutdownSignal, ShutdownTrigger, SourceContext, Stopped};
+pub use memory::MemoryBudget;
 pub use metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
 pub use runtime::{RunOptions, RunReport, run};
 pub use time::{EventTime, WatermarkPolicy, WatermarkTracker};

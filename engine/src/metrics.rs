@@ -31,6 +31,7 @@ pub struct NodeMetrics {
     rows_out: AtomicU64,
     watermark: AtomicU64,
     state_rows: AtomicU64,
+    state_bytes: AtomicU64,
     files_written: AtomicU64,
     bytes_written: AtomicU64,
     dropped: Mutex<BTreeMap<String, u64>>,
@@ -46,6 +47,7 @@ impl NodeMetrics {
             rows_out: AtomicU64::new(0),
             watermark: AtomicU64::new(0),
             state_rows: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
             files_written: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             dropped: Mutex::new(BTreeMap::new()),
@@ -93,6 +95,16 @@ impl NodeMetrics {
         }
     }
 
+    /// Adds to the estimated bytes of state held (signed, for per-worker deltas).
+    pub fn add_state_bytes(&self, delta: i64) {
+        if delta >= 0 {
+            self.state_bytes.fetch_add(delta as u64, Ordering::Relaxed);
+        } else {
+            self.state_bytes
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
     /// Records a file committed by a sink, with its size in bytes.
     pub fn add_file_written(&self, bytes: u64) {
         self.files_written.fetch_add(1, Ordering::Relaxed);
@@ -133,6 +145,7 @@ impl NodeMetrics {
             rows_out: self.rows_out.load(Ordering::Relaxed),
             watermark: self.watermark.load(Ordering::Relaxed),
             state_rows: self.state_rows.load(Ordering::Relaxed),
+            state_bytes: self.state_bytes.load(Ordering::Relaxed),
             files_written: self.files_written.load(Ordering::Relaxed),
             bytes_written: self.bytes_written.load(Ordering::Relaxed),
             dropped: self
@@ -164,6 +177,8 @@ pub struct NodeSnapshot {
     pub watermark: u64,
     /// Rows or keys held in state.
     pub state_rows: u64,
+    /// Estimated bytes of the state held (stateful operators).
+    pub state_bytes: u64,
     /// Files committed (sinks).
     pub files_written: u64,
     /// Bytes committed (sinks).

@@ -27,6 +27,7 @@ use crate::graph::{BatchStream, DataflowOperator, Graph, NodeKind, OperatorConte
 use crate::ingress::{
     IngressSlot, ShutdownTrigger, SourceContext, ingress_channel, ingress_operator,
 };
+use crate::memory::MemoryBudget;
 use crate::metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
 use crate::time::{EventTime, WatermarkPolicy};
 
@@ -44,6 +45,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// A trigger the caller keeps to stop the run. Default: a fresh one nobody holds.
     pub shutdown: ShutdownTrigger,
+    /// The state budget of stateful operators (`[pipeline] memory_limit`). Default: no
+    /// limit.
+    pub memory: Arc<MemoryBudget>,
 }
 
 impl Default for RunOptions {
@@ -54,6 +58,7 @@ impl Default for RunOptions {
             channel_capacity: 16,
             handle_signals: false,
             shutdown: ShutdownTrigger::new().0,
+            memory: Arc::new(MemoryBudget::default()),
         }
     }
 }
@@ -220,6 +225,7 @@ pub fn run(
 
     let plan = Arc::new(plan);
     let workers = options.workers;
+    let memory = options.memory.clone();
     let config = timely::Config::process(workers);
     // A worker that panics leaves its peers waiting for progress that never comes, so
     // joining the workers would hang. Each worker carries a guard that, while unwinding,
@@ -231,7 +237,9 @@ pub fn run(
             sender: panic_sender.clone(),
         };
         let plan = plan.clone();
-        worker.dataflow::<EventTime, _, _>(|scope| build_worker_dataflow(scope, &plan, workers));
+        worker.dataflow::<EventTime, _, _>(|scope| {
+            build_worker_dataflow(scope, &plan, workers, &memory)
+        });
         while worker.step_or_park(None) {}
     })
     .map_err(|error| EngineError::Startup(format!("timely workers: {error}")))?;
@@ -340,6 +348,7 @@ fn build_worker_dataflow(
     scope: timely::dataflow::Scope<'_, EventTime>,
     plan: &WorkerPlan,
     workers: usize,
+    memory: &Arc<MemoryBudget>,
 ) {
     // Each node's outputs: the main stream first, then an operator's side outputs.
     let mut streams: Vec<Vec<BatchStream<'_>>> = Vec::with_capacity(plan.nodes.len());
@@ -374,6 +383,7 @@ fn build_worker_dataflow(
                     metrics: metrics.clone(),
                     worker_index: scope.index(),
                     workers,
+                    memory: memory.clone(),
                 };
                 let outputs = operator.build_with_side_outputs(input_streams, &ctx);
                 assert_eq!(

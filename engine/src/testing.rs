@@ -103,6 +103,25 @@ pub fn run_collect(
     operators: Vec<Arc<dyn DataflowOperator>>,
     workers: usize,
 ) -> Result<(Vec<RecordBatch>, RunReport), EngineError> {
+    let options = RunOptions {
+        workers,
+        io_threads: 1,
+        ..RunOptions::default()
+    };
+    run_collect_with(schema, batches, watermark, operators, options)
+}
+
+/// [`run_collect`] with the run's options given (workers, memory budget…).
+///
+/// # Errors
+/// Whatever the run returns.
+pub fn run_collect_with(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    watermark: WatermarkPolicy,
+    operators: Vec<Arc<dyn DataflowOperator>>,
+    options: RunOptions,
+) -> Result<(Vec<RecordBatch>, RunReport), EngineError> {
     let mut graph = Graph::new("test");
     let mut last = graph.add(
         "source",
@@ -128,11 +147,6 @@ pub fn run_collect(
             sink: Box::new(sink.clone()),
         },
     )?;
-    let options = RunOptions {
-        workers,
-        io_threads: 1,
-        ..RunOptions::default()
-    };
     let report = run(graph, options, PipelineMetrics::new())?;
     Ok((sink.batches(), report))
 }

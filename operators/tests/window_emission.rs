@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgeflow_engine::WatermarkPolicy;
 use edgeflow_engine::arrow::array::RecordBatch;
-use edgeflow_engine::testing::run_collect;
+use std::sync::Arc;
+
+use edgeflow_engine::testing::{run_collect, run_collect_with};
+use edgeflow_engine::{MemoryBudget, RunOptions};
 
 use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
 
@@ -184,6 +187,48 @@ fn max_keys_closes_the_oldest_window_early_and_counts_it() {
     assert_eq!(node.values.get("evicted_windows"), Some(&1));
     // The row for the window closed early is late, not lost.
     assert_eq!(node.dropped.get("late"), Some(&1));
+}
+
+#[test]
+fn memory_limit_sheds_windows_and_every_row_is_accounted_for() {
+    let options = "size = \"10ms\"\ngroup_by = [\"device_id\"]\naggregates = { n = \"count()\" }";
+    let schema = sensor_schema();
+    let window = plan("window", options, &schema);
+    // 40 devices a window, 2 rows each, over 5 windows; the budget holds about 12 groups.
+    let batches: Vec<RecordBatch> = (0..10)
+        .map(|b| {
+            let readings: Vec<Reading> = (0..40)
+                .map(|d| Reading::new(&format!("device-{d}"), b * 5 + d % 5, None))
+                .collect();
+            batch(&readings)
+        })
+        .collect();
+    for workers in [1, 2] {
+        let memory = Arc::new(MemoryBudget::new(Some(1_000)));
+        let run_options = RunOptions {
+            workers,
+            io_threads: 1,
+            memory: memory.clone(),
+            ..RunOptions::default()
+        };
+        let (out, report) = run_collect_with(
+            schema.clone(),
+            batches.clone(),
+            policy(100),
+            vec![window.clone()],
+            run_options,
+        )
+        .unwrap();
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        assert!(node.values.get("evicted_windows").copied().unwrap_or(0) > 0);
+        let counted: i64 = rows(&out).iter().map(|r| int(&r[3])).sum();
+        let late = node.dropped.get("late").copied().unwrap_or(0);
+        assert_eq!(counted as u64 + late, 400);
+        assert_eq!(
+            (node.state_rows, node.state_bytes, memory.used()),
+            (0, 0, 0)
+        );
+    }
 }
 
 #[test]

@@ -54,6 +54,16 @@ pub(crate) fn check_top_level(
                     document.span_of(&["pipeline", "workers"]),
                 ));
             }
+            if let Some(Err(message)) = settings
+                .memory_limit
+                .as_deref()
+                .map(edgeflow_engine::memory::parse_bytes)
+            {
+                diagnostics.push(Diagnostic::error(
+                    message,
+                    document.span_of(&["pipeline", "memory_limit"]),
+                ));
+            }
             settings
         }
         Err(error) => {
@@ -62,7 +72,7 @@ pub(crate) fn check_top_level(
                 &["pipeline"],
                 "[pipeline]",
                 error,
-                &["name", "workers"],
+                &["name", "workers", "memory_limit"],
             ));
             PipelineSettings::default()
         }

@@ -208,6 +208,7 @@ fn run_one(query: &str, test: &TestCase, workers: usize) -> Vec<String> {
             steps: fixtures.remove(name).unwrap_or_default(),
         })
     };
+    let memory_limit = plan.settings.memory_limit_bytes();
     let (graph, collectors) = match plan.into_test_graph(&mut make_source, &taps) {
         Ok(built) => built,
         Err(error) => return vec![format!("cannot build the test pipeline: {error}")],
@@ -215,6 +216,7 @@ fn run_one(query: &str, test: &TestCase, workers: usize) -> Vec<String> {
     let options = RunOptions {
         workers,
         io_threads: 1,
+        memory: std::sync::Arc::new(edgeflow_engine::MemoryBudget::new(memory_limit)),
         ..RunOptions::default()
     };
     let report = match edgeflow_engine::run(graph, options, PipelineMetrics::new()) {

@@ -31,6 +31,21 @@ pub struct PipelineSettings {
     /// Dataflow worker threads. Default: one per core.
     #[serde(default)]
     pub workers: Option<usize>,
+    /// Most state the pipeline's stateful operators may hold together, such as `"64MB"`
+    /// (estimated; see `edgeflow_engine::memory`). When reached, each window operator emits
+    /// its oldest window early. Default: no limit.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+impl PipelineSettings {
+    /// `memory_limit` in bytes (`None` when unset or invalid; the planner reports invalid
+    /// ones).
+    pub fn memory_limit_bytes(&self) -> Option<u64> {
+        self.memory_limit
+            .as_deref()
+            .and_then(|text| edgeflow_engine::memory::parse_bytes(text).ok())
+    }
 }
 
 enum Component {

@@ -455,11 +455,21 @@ impl WindowAggregator {
         }
     }
 
-    /// To bring the state back under `max_keys`: drops the oldest ended window, or, when
-    /// every window is pending, marks the oldest one closed early and returns its start so
-    /// that the operator emits it (its later rows count as late). `None` when under the limit.
-    pub(crate) fn shed(&mut self) -> Option<Shed> {
-        if self.windows.groups <= self.plan.max_keys {
+    /// Estimated bytes of the state held: per group, its key in the key table and each
+    /// aggregate's slots.
+    pub(crate) fn state_bytes(&self) -> usize {
+        const PER_KEY: usize = 64;
+        const PER_AGGREGATE: usize = 16;
+        let known = self.known.as_ref().map_or(0, KeyTable::len) * PER_KEY;
+        self.windows.groups * (PER_KEY + PER_AGGREGATE * self.plan.aggregates.len()) + known
+    }
+
+    /// To bring the state back under `max_keys` (or, with `over_budget`, to shed state for
+    /// the pipeline's memory limit): drops the oldest ended window, or, when every window is
+    /// pending, marks the oldest one closed early and returns its start so that the operator
+    /// emits it (its later rows count as late). `None` when there is nothing to do.
+    pub(crate) fn shed(&mut self, over_budget: bool) -> Option<Shed> {
+        if self.windows.groups <= self.plan.max_keys && !over_budget {
             return None;
         }
         if let Some((&start, _)) = self.windows.open.iter().find(|(_, w)| w.ended) {

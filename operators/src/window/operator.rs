@@ -116,6 +116,8 @@ impl DataflowOperator for AlignedWindow {
             .expect("the planner gives a 'window' operator exactly one input");
         let plan = self.plan.clone();
         let metrics = ctx.metrics.clone();
+        let metrics_for_state = ctx.metrics.clone();
+        let memory = ctx.memory.clone();
         let name = ctx.name.clone();
         let every = plan.emit_every_ms;
         let processing_time = plan.processing_time;
@@ -146,7 +148,16 @@ impl DataflowOperator for AlignedWindow {
             drop(initial);
             let mut aggregator = WindowAggregator::new(plan.clone()).expect(BUG);
             let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
-            let mut reported_groups = 0usize;
+            // The state size last reported to the metrics and the memory budget.
+            let (mut reported_groups, mut reported_bytes) = (0usize, 0u64);
+            let budget = memory.clone();
+            let mut account = move |aggregator: &WindowAggregator| {
+                let (groups, bytes) = (aggregator.groups(), aggregator.state_bytes() as u64);
+                metrics_for_state.add_state_rows(groups as i64 - reported_groups as i64);
+                metrics_for_state.add_state_bytes(bytes as i64 - reported_bytes as i64);
+                budget.adjust(reported_bytes, bytes);
+                (reported_groups, reported_bytes) = (groups, bytes);
+            };
             move |frontiers| {
                 let mut windows = windows.activate();
                 let mut late = late.activate();
@@ -213,9 +224,10 @@ impl DataflowOperator for AlignedWindow {
                     {
                         revision_capability = Some(capability.delayed(&watermark, window_port));
                     }
-                    // Keep the state under `max_keys`: cut lateness short, then close the
-                    // oldest windows early.
-                    while let Some(shed) = aggregator.shed() {
+                    // Keep the state under `max_keys` and the pipeline's memory limit: cut
+                    // lateness short, then close the oldest windows early.
+                    account(&aggregator);
+                    while let Some(shed) = aggregator.shed(memory.exceeded()) {
                         metrics.add_value(EVICTED_WINDOWS, 1);
                         if let Shed::CloseEarly(start) = shed
                             && let Some(window) = pending.remove(&start)
@@ -231,6 +243,7 @@ impl DataflowOperator for AlignedWindow {
                                 aggregator.emit(start, Emission::Final).expect(BUG),
                             );
                         }
+                        account(&aggregator);
                     }
                 });
 
@@ -317,11 +330,7 @@ impl DataflowOperator for AlignedWindow {
                     activator.activate_after(Duration::from_millis((next - now).max(1) as u64));
                 }
 
-                let groups = aggregator.groups();
-                if groups != reported_groups {
-                    metrics.add_state_rows(groups as i64 - reported_groups as i64);
-                    reported_groups = groups;
-                }
+                account(&aggregator);
             }
         });
         vec![window_stream, late_stream]
