@@ -6,6 +6,8 @@
 //!   with pyarrow and DuckDB against an independent recomputation of the windows.
 //! * `bad_input`: malformed CSV and JSON lines are counted and skipped; the valid rows
 //!   around them reach the output.
+//! * `window_duckdb`: a dirty million-event CSV file through tumbling and hopping windows,
+//!   compared with DuckDB computing the same windows (issue 4).
 //!
 //! Python checks use `$EDGEFLOW_PYTHON`, else `.venv/bin/python` (made by `scripts/test`).
 
@@ -17,3 +19,4 @@ mod cli;
 mod docs;
 mod quickstart;
 mod shutdown;
+mod window_duckdb;
