@@ -8,6 +8,9 @@
 //!   around them reach the output.
 //! * `window_duckdb`: a dirty million-event CSV file through tumbling and hopping windows,
 //!   compared with DuckDB computing the same windows (issue 4).
+//! * `mqtt`: the MQTT source and sink against a real mosquitto started by `mqtt_broker` on a
+//!   free loopback port (plain, TLS, mutual TLS): payloads and rejects, QoS 1 across broker
+//!   and engine restarts, certificates, reconnect backoff.
 //!
 //! Python checks use `$EDGEFLOW_PYTHON`, else `.venv/bin/python` (made by `scripts/test`).
 
@@ -17,6 +20,8 @@ mod util;
 mod bad_input;
 mod cli;
 mod docs;
+mod mqtt;
+mod mqtt_broker;
 mod quickstart;
 mod shutdown;
 mod window_duckdb;

@@ -49,6 +49,9 @@ pub mod sink;
 pub mod source;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{BoxError, OptionError, Sink, Source, WatermarkPolicy, parse_options};
 

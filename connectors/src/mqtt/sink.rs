@@ -357,6 +357,16 @@ impl MqttSink {
         Ok(summary)
     }
 
+    /// [`Self::messages`] as `(topic, payload)` pairs, for tests.
+    #[cfg(test)]
+    pub(crate) fn messages_for_test(&self, rows: &RecordBatch) -> Vec<(String, Vec<u8>)> {
+        self.messages(rows)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| (m.topic, m.payload))
+            .collect()
+    }
+
     /// The messages for one batch of rows: one per row, or up to `batch` rows with the same
     /// topic per message (as a JSON array).
     fn messages(&self, rows: &RecordBatch) -> Result<Vec<Message>, MqttError> {
