@@ -7,7 +7,11 @@ use std::sync::Arc;
 use edgeflow_engine::OptionError;
 use edgeflow_engine::arrow::datatypes::{DataType, Field, Schema};
 
-use super::expr::{AggregateArgument, AggregateFunction, parse_aggregate};
+use edgeflow_engine::schema::timestamp_type;
+
+use super::expr::{
+    AggregateArgument, AggregateFunction, AggregateParameter, Interpolation, parse_aggregate,
+};
 use crate::expr::{Expr, ExprError};
 use crate::fields::{Numeric, error_at, lookup, numeric, type_name};
 
@@ -21,12 +25,94 @@ pub(crate) struct AggregateSpec {
     /// The expression it reads instead of a column, evaluated once per batch.
     pub expression: Option<Arc<Expr>>,
     /// How the input values are computed with (`None` for `count()`, `count_if` and for
-    /// `count` of non-numeric values).
+    /// non-numeric values; bools that `first`, `last` and `distinct_count` read are computed
+    /// with as `Int`, 0 and 1).
     pub numeric: Option<Numeric>,
     /// The output column's type.
     pub output_type: DataType,
+    /// The level of `quantile` (0.5 for `median`; unused by the other functions).
+    pub level: f64,
+    /// How `time_weighted_mean` and `integral` interpolate (unused by the others).
+    pub interpolation: Interpolation,
 }
 
+impl AggregateSpec {
+    /// A spec with the default parameters (level 0.5, step interpolation).
+    pub(crate) fn new(
+        function: AggregateFunction,
+        column: Option<usize>,
+        expression: Option<Arc<Expr>>,
+        numeric: Option<Numeric>,
+        output_type: DataType,
+    ) -> Self {
+        Self {
+            function,
+            column,
+            expression,
+            numeric,
+            output_type,
+            level: 0.5,
+            interpolation: Interpolation::Step,
+        }
+    }
+
+    fn with_parameter(mut self, parameter: Option<AggregateParameter>) -> Self {
+        match parameter {
+            Some(AggregateParameter::Level(q)) => self.level = q,
+            Some(AggregateParameter::Interpolation(i)) => self.interpolation = i,
+            None => {}
+        }
+        self
+    }
+}
+
+/// Whether `function`'s output is never null (the counts, which are 0 without values).
+fn counts(function: AggregateFunction) -> bool {
+    matches!(
+        function,
+        AggregateFunction::Count | AggregateFunction::CountIf | AggregateFunction::DistinctCount
+    )
+}
+
+fn is_string(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// The output type of `function` over values of `data_type` (`class` is its numeric class)
+/// and how the values are computed with, or, for a type the function cannot take, the hint
+/// of the error.
+fn output_type(
+    function: AggregateFunction,
+    data_type: &DataType,
+    class: Option<Numeric>,
+    what: &str,
+) -> Result<(DataType, Option<Numeric>), String> {
+    use AggregateFunction::*;
+    let any_value = class.is_some() || *data_type == DataType::Boolean || is_string(data_type);
+    match function {
+        Count => Ok((DataType::Int64, class)),
+        First | Last if any_value => Ok((
+            data_type.clone(),
+            class.or((*data_type == DataType::Boolean).then_some(Numeric::Int)),
+        )),
+        DistinctCount if any_value => Ok((
+            DataType::Int64,
+            class.or((*data_type == DataType::Boolean).then_some(Numeric::Int)),
+        )),
+        First | Last | DistinctCount => {
+            Err(format!("{function} takes number, bool and string {what}"))
+        }
+        _ if class.is_none() => Err(format!("{function} takes numeric (int or float) {what}")),
+        Min | Max => Ok((data_type.clone(), class)),
+        MinAt | MaxAt => Ok((timestamp_type(), class)),
+        Sum | Mean | Stddev | Variance | StddevPop | VarPop | Median | Quantile | Rate
+        | Increase | TimeWeightedMean | Integral => Ok((DataType::Float64, class)),
+        CountIf => Err("count_if takes a bool condition".into()),
+    }
+}
 
 pub(crate) fn plan_aggregate(
     schema: &Schema,
@@ -50,54 +136,45 @@ pub(crate) fn plan_aggregate(
         hint: error.hint,
     })?;
     let function = expr.function;
+    let parameter = expr.parameter;
     let field_name = match expr.argument {
         AggregateArgument::Rows => {
-            let spec = AggregateSpec {
-                function,
-                column: None,
-                expression: None,
-                numeric: None,
-                output_type: DataType::Int64,
-            };
+            let spec = AggregateSpec::new(function, None, None, None, DataType::Int64);
             return Ok((spec, Field::new(name, DataType::Int64, false)));
         }
         AggregateArgument::Expression {
             text: argument,
             offset,
         } => {
-            return plan_expression(schema, name, text, path, function, &argument, offset);
+            let (spec, field) =
+                plan_expression(schema, name, text, path, function, &argument, offset)?;
+            return Ok((spec.with_parameter(parameter), field));
         }
         AggregateArgument::Field(field_name) => field_name,
     };
     let (column, field) = lookup(schema, &field_name, path)?;
+    if function == AggregateFunction::CountIf {
+        // The parser reads every count_if condition as an expression; this is a bug guard.
+        return Err(error_at(
+            path,
+            "the condition of count_if must be an expression",
+        ));
+    }
     let class = numeric(field.data_type());
-    let output_type = match (function, class) {
-        (AggregateFunction::Count, _) => DataType::Int64,
-        (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
-        (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => field.data_type().clone(),
-        (AggregateFunction::CountIf, _) => {
-            unreachable!("the argument of count_if is always parsed as an expression")
-        }
-        (_, None) => {
-            return Err(error_at(
+    let (output_type, class) =
+        output_type(function, field.data_type(), class, "fields").map_err(|hint| {
+            error_at(
                 path,
                 format!(
                     "cannot take {function} of {} field '{field_name}'",
                     type_name(field.data_type())
                 ),
             )
-            .with_hint(format!("{function} takes numeric (int or float) fields")));
-        }
-    };
-    let nullable = function != AggregateFunction::Count;
-    let spec = AggregateSpec {
-        function,
-        column: Some(column),
-        expression: None,
-        numeric: class,
-        output_type: output_type.clone(),
-    };
-    Ok((spec, Field::new(name, output_type, nullable)))
+            .with_hint(hint)
+        })?;
+    let spec = AggregateSpec::new(function, Some(column), None, class, output_type.clone())
+        .with_parameter(parameter);
+    Ok((spec, Field::new(name, output_type, !counts(function))))
 }
 
 /// Plans an aggregate whose argument is an expression: compiles `argument` (found at byte
@@ -129,9 +206,8 @@ fn plan_expression(
         .with_hint("give it a type, as in cast(null as float64)")));
     }
     let class = numeric(&data_type);
-    let output_type = match (function, class) {
-        (AggregateFunction::CountIf, _) if data_type == DataType::Boolean => DataType::Int64,
-        (AggregateFunction::CountIf, _) => {
+    if function == AggregateFunction::CountIf {
+        if data_type != DataType::Boolean {
             return Err(at(ExprError::new(
                 0,
                 format!(
@@ -141,30 +217,25 @@ fn plan_expression(
             )
             .with_hint("compare the value, as in 'count_if(temperature > 30)'")));
         }
-        (AggregateFunction::Count, _) => DataType::Int64,
-        (AggregateFunction::Sum | AggregateFunction::Mean, Some(_)) => DataType::Float64,
-        // Expressions compute with int64 and float64, so these are the output types too.
-        (AggregateFunction::Min | AggregateFunction::Max, Some(_)) => data_type.clone(),
-        (_, None) => {
-            return Err(at(ExprError::new(
+        // count_if reads the condition as bools, not numbers.
+        let spec = AggregateSpec::new(function, None, Some(Arc::new(expr)), None, DataType::Int64);
+        return Ok((spec, Field::new(name, DataType::Int64, false)));
+    }
+    // Expressions compute with int64 and float64, so min, max, first and last give those.
+    let (output_type, class) =
+        output_type(function, &data_type, class, "values").map_err(|hint| {
+            at(ExprError::new(
                 0,
                 format!("cannot take {function} of {} values", type_name(&data_type)),
             )
-            .with_hint(format!("{function} takes numeric (int or float) values"))));
-        }
-    };
-    let counts = matches!(
+            .with_hint(hint))
+        })?;
+    let spec = AggregateSpec::new(
         function,
-        AggregateFunction::Count | AggregateFunction::CountIf
+        None,
+        Some(Arc::new(expr)),
+        class,
+        output_type.clone(),
     );
-    let spec = AggregateSpec {
-        function,
-        column: None,
-        expression: Some(Arc::new(expr)),
-        // count_if reads the condition as bools, not numbers.
-        numeric: class.filter(|_| function != AggregateFunction::CountIf),
-        output_type: output_type.clone(),
-    };
-    Ok((spec, Field::new(name, output_type, !counts)))
+    Ok((spec, Field::new(name, output_type, !counts(function))))
 }
-

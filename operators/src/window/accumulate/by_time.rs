@@ -1,0 +1,182 @@
+//! `first`, `last`, `min_at` and `max_at`: per group, one value and the event time it came
+//! with, replaced when a row beats it. Rows are seen in arrival order, so ties on time go to
+//! the first row to arrive (`first`, `min_at`, `max_at`) or the last one (`last`).
+//!
+//! `first` and `last` keep numbers (as i64 or f64, cast back to the argument's type at the
+//! end), bools (as 0 and 1) and strings (one `String` per group, its buffer reused when a
+//! later row replaces it). `min_at` and `max_at` keep the extreme value and output its time.
+
+use std::sync::Arc;
+
+use edgeflow_engine::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
+use edgeflow_engine::schema::UTC;
+
+use super::{Values, each_float, each_int, each_text};
+use crate::fields::Numeric;
+use crate::window::Selection;
+use crate::window::expr::AggregateFunction;
+use crate::window::plan_aggregate::AggregateSpec;
+
+/// The values kept per group, in the type they are computed with.
+#[derive(Clone, Debug)]
+enum Slots {
+    Float(Vec<f64>),
+    Int(Vec<i64>),
+    Text(Vec<String>),
+}
+
+/// State of `first`, `last`, `min_at` or `max_at` over every group of one window.
+#[derive(Clone, Debug)]
+pub(crate) struct ByTime {
+    function: AggregateFunction,
+    /// Event time (ms) of the kept value.
+    time: Vec<i64>,
+    /// Whether the group saw a value.
+    seen: Vec<bool>,
+    values: Slots,
+}
+
+/// The update loops of one value type: for each function, a plain loop in which
+/// `beats(x, t, kept, kept_time)` (a closure the compiler inlines) tells whether a row replaces
+/// the kept value.
+macro_rules! update_typed {
+    ($function:expr, $each:ident, $input:expr, $rows:expr, $gids:expr, $times:expr,
+     $time:expr, $seen:expr, $kept:expr) => {{
+        let (time, seen, kept, times) = ($time, $seen, $kept, $times);
+        macro_rules! run {
+            ($beats:expr) => {
+                $each($input, $rows, $gids, |g, row, x| {
+                    let t = times[row];
+                    if !seen[g] || $beats(x, t, kept[g], time[g]) {
+                        seen[g] = true;
+                        time[g] = t;
+                        kept[g] = x;
+                    }
+                })
+            };
+        }
+        match $function {
+            AggregateFunction::First => run!(|_, t, _, old| t < old),
+            AggregateFunction::Last => run!(|_, t, _, old| t >= old),
+            AggregateFunction::MinAt => run!(|x, t, v, old| x < v || (x == v && t < old)),
+            _ => run!(|x, t, v, old| x > v || (x == v && t < old)),
+        }
+    }};
+}
+
+impl ByTime {
+    pub(super) fn new(spec: &AggregateSpec) -> Self {
+        Self {
+            function: spec.function,
+            time: Vec::new(),
+            seen: Vec::new(),
+            values: match spec.numeric {
+                Some(Numeric::Float) => Slots::Float(Vec::new()),
+                Some(Numeric::Int) => Slots::Int(Vec::new()),
+                None => Slots::Text(Vec::new()),
+            },
+        }
+    }
+
+    pub(super) fn grow(&mut self, groups: usize) {
+        self.time.resize(groups, 0);
+        self.seen.resize(groups, false);
+        match &mut self.values {
+            Slots::Float(v) => v.resize(groups, 0.0),
+            Slots::Int(v) => v.resize(groups, 0),
+            Slots::Text(v) => v.resize(groups, String::new()),
+        }
+    }
+
+    pub(super) fn reset(&mut self, group: usize) {
+        self.seen[group] = false;
+        if let Slots::Text(v) = &mut self.values {
+            // Give the memory back: a reset group may stay empty for long.
+            v[group] = String::new();
+        }
+    }
+
+    pub(super) fn update(
+        &mut self,
+        values: &Values,
+        times: &[i64],
+        rows: Selection<'_>,
+        gids: &[u32],
+    ) {
+        let (time, seen) = (&mut self.time, &mut self.seen);
+        match (&mut self.values, values) {
+            (Slots::Float(kept), Values::Float(input)) => update_typed!(
+                self.function,
+                each_float,
+                input,
+                rows,
+                gids,
+                times,
+                time,
+                seen,
+                kept
+            ),
+            (Slots::Int(kept), Values::Int(input)) => update_typed!(
+                self.function,
+                each_int,
+                input,
+                rows,
+                gids,
+                times,
+                time,
+                seen,
+                kept
+            ),
+            (Slots::Text(kept), Values::Text(input)) => {
+                // Strings only for first and last (the planner refuses min_at of strings).
+                let last = self.function == AggregateFunction::Last;
+                each_text(input, rows, gids, |g, row, x| {
+                    let t = times[row];
+                    if !seen[g] || (if last { t >= time[g] } else { t < time[g] }) {
+                        seen[g] = true;
+                        time[g] = t;
+                        kept[g].clear();
+                        kept[g].push_str(x);
+                    }
+                });
+            }
+            _ => unreachable!("an accumulator and its values come from one aggregate spec"),
+        }
+    }
+
+    pub(super) fn finish(&self, order: &[u32]) -> ArrayRef {
+        let seen = |g: u32| self.seen[g as usize];
+        if matches!(
+            self.function,
+            AggregateFunction::MinAt | AggregateFunction::MaxAt
+        ) {
+            let times = order
+                .iter()
+                .map(|&g| seen(g).then(|| self.time[g as usize]));
+            return Arc::new(TimestampMillisecondArray::from_iter(times).with_timezone(UTC));
+        }
+        match &self.values {
+            Slots::Float(v) => Arc::new(Float64Array::from_iter(
+                order.iter().map(|&g| seen(g).then(|| v[g as usize])),
+            )),
+            Slots::Int(v) => Arc::new(Int64Array::from_iter(
+                order.iter().map(|&g| seen(g).then(|| v[g as usize])),
+            )),
+            Slots::Text(v) => Arc::new(StringArray::from_iter(
+                order
+                    .iter()
+                    .map(|&g| seen(g).then(|| v[g as usize].as_str())),
+            )),
+        }
+    }
+
+    /// Bytes held beyond the fixed slots (the strings' buffers).
+    pub(super) fn heap_bytes(&self) -> usize {
+        match &self.values {
+            Slots::Text(v) => v.iter().map(String::capacity).sum(),
+            _ => 0,
+        }
+    }
+}
