@@ -87,6 +87,11 @@ pub struct Expectation {
     /// Rows the node dropped, by reason (`late`, `null_field`, …).
     #[serde(default)]
     pub dropped: BTreeMap<String, u64>,
+    /// For a window with revisions: before comparing `rows`, keep only the row with the
+    /// highest `revision` for each combination of these columns (such as
+    /// `["window_start", "device_id"]`), as a reader of the output would.
+    #[serde(default)]
+    pub last_revision_by: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +237,16 @@ fn run_one(query: &str, test: &TestCase, workers: usize) -> Vec<String> {
                 .find(|(name, _)| *name == expectation.node)
                 .map(|(_, sink)| sink.batches())
                 .unwrap_or_default();
+            let batches = match &expectation.last_revision_by {
+                None => batches,
+                Some(columns) => match keep_last_revisions(&batches, columns) {
+                    Ok(kept) => kept,
+                    Err(error) => {
+                        failures.push(format!("node '{}': {error}", expectation.node));
+                        continue;
+                    }
+                },
+            };
             match compare_rows(schema, expected_rows, &batches) {
                 Ok(None) => {}
                 Ok(Some(diff)) => failures.push(format!("node '{}': {diff}", expectation.node)),
@@ -522,6 +537,51 @@ fn expected_cell(data_type: &DataType, value: &toml::Value) -> Result<Cell, Stri
             ));
         }
     })
+}
+
+/// Keeps, for each combination of `columns`, the row with the highest `revision`.
+fn keep_last_revisions(
+    batches: &[RecordBatch],
+    columns: &[String],
+) -> Result<Vec<RecordBatch>, String> {
+    use edgeflow_engine::arrow::compute::{concat_batches, take_record_batch};
+    use edgeflow_engine::arrow::datatypes::Int64Type;
+    use edgeflow_engine::arrow::util::display::array_value_to_string;
+
+    let Some(first) = batches.first() else {
+        return Ok(Vec::new());
+    };
+    let all = concat_batches(&first.schema(), batches).map_err(|e| e.to_string())?;
+    let column = |name: &str| {
+        all.column_by_name(name)
+            .ok_or_else(|| format!("'{name}' is not a column of this node"))
+    };
+    let revisions = column("revision")?
+        .as_primitive_opt::<Int64Type>()
+        .ok_or("'revision' is not an int64 column")?
+        .clone();
+    let keys = columns
+        .iter()
+        .map(|name| column(name).cloned())
+        .collect::<Result<Vec<ArrayRef>, String>>()?;
+    let mut last: BTreeMap<Vec<String>, (i64, u32)> = BTreeMap::new();
+    for row in 0..all.num_rows() {
+        let key = keys
+            .iter()
+            .map(|k| array_value_to_string(k, row).map_err(|e| e.to_string()))
+            .collect::<Result<Vec<String>, String>>()?;
+        let revision = revisions.value(row);
+        let entry = last.entry(key).or_insert((revision, row as u32));
+        if revision > entry.0 {
+            *entry = (revision, row as u32);
+        }
+    }
+    let mut rows: Vec<u32> = last.into_values().map(|(_, row)| row).collect();
+    rows.sort_unstable();
+    let indices = edgeflow_engine::arrow::array::UInt32Array::from(rows);
+    Ok(vec![
+        take_record_batch(&all, &indices).map_err(|e| e.to_string())?,
+    ])
 }
 
 /// Compares rows as multisets on the columns the expected rows name; `Ok(None)` when equal.

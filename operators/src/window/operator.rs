@@ -258,61 +258,59 @@ impl DataflowOperator for AlignedWindow {
                     .find(|(_, window)| reached(window.fire))
                     .map(|(&start, _)| start)
                 {
-                    {
-                        let mut window = pending.remove(&start).expect("due windows are pending");
-                        if window.fire < window.end {
-                            send(
-                                &window.capability,
-                                aggregator.emit(start, Emission::Early).expect(BUG),
-                            );
-                            window.fire = next_fire(start, window.end, window.fire, every);
-                            if !processing_time {
-                                window.capability.downgrade(&stamp(window.fire - 1));
-                            }
-                            pending.insert(start, window);
-                            continue;
-                        }
+                    let mut window = pending.remove(&start).expect("due windows are pending");
+                    if window.fire < window.end {
                         send(
                             &window.capability,
-                            aggregator.emit(start, Emission::Final).expect(BUG),
+                            aggregator.emit(start, Emission::Early).expect(BUG),
                         );
-                        let forgotten = aggregator.forget_idle_keys(start);
-                        if forgotten > 0 {
-                            metrics.add_value(FORGOTTEN_KEYS, forgotten as u64);
+                        window.fire = next_fire(start, window.end, window.fire, every);
+                        if !processing_time {
+                            window.capability.downgrade(&stamp(window.fire - 1));
                         }
-                        // With `emit_empty`, the next window exists even if no row comes, so
-                        // silent keys get their zero-count row: while input may come, and
-                        // through the gaps between windows that rows opened.
-                        let next = aggregator.next_start(start);
-                        let before_last = pending.keys().next_back().is_some_and(|&l| next < l);
-                        if aggregator.knows_keys()
-                            && (!frontier.is_empty() || before_last)
-                            && !aggregator.holds(next)
-                        {
-                            let end = aggregator.open_empty(next);
-                            let (fire, at) = match now {
-                                Some(now) => {
-                                    (next_fire(next, end, now, every), *window.capability.time())
-                                }
-                                None => {
-                                    let after = (*window.capability.time()) as i64;
-                                    let fire = next_fire(next, end, after.max(next - 1), every);
-                                    (
-                                        fire,
-                                        window.capability.time().max(&stamp(fire - 1)).to_owned(),
-                                    )
-                                }
-                            };
-                            let capability = window.capability.delayed(&at);
-                            pending.insert(
-                                next,
-                                Pending {
-                                    end,
+                        pending.insert(start, window);
+                        continue;
+                    }
+                    send(
+                        &window.capability,
+                        aggregator.emit(start, Emission::Final).expect(BUG),
+                    );
+                    let forgotten = aggregator.forget_idle_keys(start);
+                    if forgotten > 0 {
+                        metrics.add_value(FORGOTTEN_KEYS, forgotten as u64);
+                    }
+                    // With `emit_empty`, the next window exists even if no row comes, so
+                    // silent keys get their zero-count row: while input may come, and
+                    // through the gaps between windows that rows opened.
+                    let next = aggregator.next_start(start);
+                    let before_last = pending.keys().next_back().is_some_and(|&l| next < l);
+                    if aggregator.knows_keys()
+                        && (!frontier.is_empty() || before_last)
+                        && !aggregator.holds(next)
+                    {
+                        let end = aggregator.open_empty(next);
+                        let (fire, at) = match now {
+                            Some(now) => {
+                                (next_fire(next, end, now, every), *window.capability.time())
+                            }
+                            None => {
+                                let after = (*window.capability.time()) as i64;
+                                let fire = next_fire(next, end, after.max(next - 1), every);
+                                (
                                     fire,
-                                    capability,
-                                },
-                            );
-                        }
+                                    window.capability.time().max(&stamp(fire - 1)).to_owned(),
+                                )
+                            }
+                        };
+                        let capability = window.capability.delayed(&at);
+                        pending.insert(
+                            next,
+                            Pending {
+                                end,
+                                fire,
+                                capability,
+                            },
+                        );
                     }
                 }
 
