@@ -259,20 +259,24 @@ fn explain_draws_dot_and_mermaid() {
 fn every_example_with_tests_passes_them() {
     let mut checked = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.to_string_lossy().into_owned();
-        if let Some(query) = name.strip_suffix(".test.toml") {
-            let query = format!("{query}.toml");
-            for workers in ["1", "2"] {
-                let (output, stdout, stderr) =
-                    run(edgeflow().args(["test", "--workers", workers]).arg(&query));
-                assert!(output.status.success(), "{query}:\n{stdout}{stderr}");
-                assert_contains!(stdout, " passed, 0 failed");
+        let query = entry.unwrap().path();
+        let name = query.to_string_lossy().into_owned();
+        if !name.ends_with(".toml") || name.ends_with(".test.toml") {
+            continue;
+        }
+        for workers in ["1", "2"] {
+            let (output, stdout, stderr) =
+                run(edgeflow().args(["test", "--workers", workers]).arg(&query));
+            if stdout.contains("no tests") || stderr.contains("no tests") {
+                break;
             }
-            checked += 1;
+            assert!(output.status.success(), "{name}:\n{stdout}{stderr}");
+            assert_contains!(stdout, " passed, 0 failed");
+            checked += usize::from(workers == "1");
         }
     }
-    assert!(checked >= 1);
+    // quickstart, late_readings, derived_metrics, revisions and sessions have tests.
+    assert!(checked >= 5, "{checked} examples with tests");
 }
 
 #[test]
