@@ -10,10 +10,13 @@
 //!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers, for
 //!   tumbling and hopping windows with lateness and early firings;
 //! * `window_emission`: emit_empty, early firings, revisions, max_keys, processing time and
-//!   calendar alignment in fixed scenarios.
+//!   calendar alignment in fixed scenarios;
+//! * `window_kinds`: session, sliding and count windows in scenarios worked out by hand, and
+//!   proptests against from-scratch oracles on 1 and 2 workers.
 
 mod clean;
 mod expressions;
 mod util;
 mod window;
 mod window_emission;
+mod window_kinds;

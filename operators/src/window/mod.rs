@@ -61,6 +61,7 @@ use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError, parse_options};
 
 use self::kind::WindowKind;
+use self::ordered_operator::OrderedWindow;
 use crate::{OperatorConfig, OperatorKind};
 
 mod accumulate;
@@ -70,6 +71,8 @@ mod expr;
 mod keys;
 mod kind;
 mod operator;
+mod ordered;
+mod ordered_operator;
 mod plan_aggregate;
 
 pub use config::{WINDOW_END, WINDOW_START, WindowConfig};
@@ -94,10 +97,18 @@ impl OperatorConfig for WindowConfig {
         Ok(match plan.kind {
             WindowKind::Aligned(_) => Arc::new(AlignedWindow { plan, input_schema }),
             WindowKind::Sliding { .. } | WindowKind::Session { .. } | WindowKind::Count { .. } => {
-                return Err(vec![OptionError::at(
-                    "kind",
-                    format!("window kind '{}' is not available yet", self.kind),
-                )]);
+                // These kinds follow each key's rows in event-time order as the watermark
+                // passes them; arrival order on the gateway's clock is not implemented.
+                if plan.processing_time {
+                    return Err(vec![
+                        OptionError::at(
+                            "time",
+                            format!("{} windows follow event time only", self.kind),
+                        )
+                        .with_hint("remove time = \"processing\""),
+                    ]);
+                }
+                Arc::new(OrderedWindow { plan, input_schema })
             }
         })
     }

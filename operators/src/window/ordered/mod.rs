@@ -1,0 +1,684 @@
+//! [`OrderedWindows`]: one worker's state for the data-dependent window kinds (session,
+//! sliding and count windows), which need each key's rows in event-time order. It knows
+//! nothing of timely; [`super::ordered_operator`] holds the capability and tells it when the
+//! watermark moves.
+//!
+//! # How rows flow
+//!
+//! 1. [`OrderedWindows::absorb`] splits a batch into rows without event time (counted as
+//!    missing), late rows (event time below the batch's watermark: returned for the `late`
+//!    side output) and on-time rows, which are buffered as they came.
+//! 2. [`OrderedWindows::advance`] (the watermark reached `w`) takes the buffered rows with time
+//!    below `w`, which no later row can precede any more, evaluates the aggregates' arguments
+//!    on them once, maps them to key ids with a [`KeyTable`] that lives as long as the worker,
+//!    and sorts them by (key id, time), keeping arrival order among equal times. Each key's
+//!    rows are then a contiguous run, fed in order to that key's state machine.
+//! 3. Closed windows are finished a whole flush at a time and returned sorted by
+//!    (`window_start`, key), so the output does not depend on how many workers ran.
+//!
+//! Memory grows with keys and with the rows inside the watermark lag, never with the total
+//! number of events; sliding windows also keep each key's rows of the last `size`.
+//!
+//! # The kinds
+//!
+//! * **session** (`gap`, optional `max_length`): a row joins its key's open session when it
+//!   comes less than `gap` after the session's last row and, with `max_length`, less than
+//!   `max_length` after its first; otherwise the session closes and the row opens a new one.
+//!   A session also closes once the watermark reaches its end, when no row can join it any
+//!   more. `window_start` is the first row's time and `window_end` the last row's time plus
+//!   `gap` (Flink's convention: the time the session timed out), or `window_start +
+//!   max_length` when that comes first.
+//! * **sliding** (`size`): one output row per input row at time `t`, aggregating the key's rows
+//!   in `(t - size, t]` (eKuiper's sliding window); rows at the same time as `t` that arrived
+//!   later are included, so duplicates give identical output rows.
+//! * **count** (`count = N`): each key's rows, in event-time order, are cut into windows of
+//!   `N`; `window_start` and `window_end` are the first and last row's times (both included).
+//!   At the end of input, each key's incomplete window is emitted with fewer rows, so nothing
+//!   disappears silently.
+//!
+//! Sessions and count windows hold one accumulator *slot* per open window (slots closed in a
+//! flush are finished together, then reset and reused); sliding windows use fresh slots, one
+//! per output row, each updated with the row range of its window.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use edgeflow_engine::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
+};
+use edgeflow_engine::arrow::compute::{concat, concat_batches, filter, filter_record_batch, not};
+use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
+use edgeflow_engine::arrow::error::ArrowError;
+
+use self::output::KeyValues;
+use super::Selection;
+use super::accumulate::{Accumulator, Values};
+use super::config::WindowPlan;
+use super::keys::{KeyEncoder, KeyTable};
+use super::kind::WindowKind;
+
+mod output;
+
+/// What [`OrderedWindows::absorb`] did with one batch.
+#[derive(Debug, Default)]
+pub(crate) struct Absorbed {
+    /// Rows buffered until the watermark passes them.
+    pub on_time: usize,
+    /// Rows with an event time below the batch's watermark: not aggregated.
+    pub late: usize,
+    /// Rows with a null event time: dropped.
+    pub missing_time: usize,
+    /// The late rows, unchanged, for the `late` side output.
+    pub late_rows: Option<RecordBatch>,
+}
+
+/// One worker's session, sliding or count windows.
+pub(crate) struct OrderedWindows {
+    plan: Arc<WindowPlan>,
+    encoder: KeyEncoder,
+    /// Key → key id, for as long as the worker runs.
+    keys: KeyTable,
+    /// Key id → the key's values, for the output.
+    key_values: KeyValues,
+    /// On-time rows the watermark has not passed yet, in arrival order.
+    pending: Vec<Buffered>,
+    pending_rows: usize,
+    state: KindState,
+    /// Per aggregate, the values of its expression that the last flush made null with a
+    /// runtime error.
+    expression_errors: Vec<usize>,
+}
+
+/// A buffered batch of on-time rows and the range of their event times.
+struct Buffered {
+    rows: RecordBatch,
+    min: i64,
+    max: i64,
+}
+
+/// The rows of one flush, ready for the state machines.
+struct Prepared {
+    /// Event time of each row.
+    times: Vec<i64>,
+    /// Key id of each row.
+    keys: Vec<u32>,
+    /// Per aggregate, its argument (a column or an evaluated expression; `None` for `count()`).
+    args: Vec<Option<ArrayRef>>,
+}
+
+enum KindState {
+    Session {
+        gap: i64,
+        max_length: Option<i64>,
+        open: OpenWindows,
+        /// Open sessions by the time they end: `(end, key id)`.
+        ending: BTreeSet<(i64, u32)>,
+    },
+    Count {
+        events: u64,
+        open: OpenWindows,
+    },
+    Sliding {
+        size: i64,
+        /// Rows that windows of rows still to come may include (time > watermark - size).
+        history: Option<Prepared>,
+    },
+}
+
+/// A window still open: its accumulator slot, first and last row times and row count.
+#[derive(Clone, Copy, Debug)]
+struct Open {
+    slot: u32,
+    start: i64,
+    last: i64,
+    events: u64,
+}
+
+/// Open windows by key id, and their accumulator slots.
+struct OpenWindows {
+    by_key: Vec<Option<Open>>,
+    count: usize,
+    accumulators: Vec<Accumulator>,
+    slots: usize,
+    free: Vec<u32>,
+}
+
+/// A closed window, waiting to be finished.
+struct Closed {
+    start: i64,
+    end: i64,
+    key: u32,
+    slot: u32,
+}
+
+fn event_times(
+    rows: &RecordBatch,
+    column: usize,
+) -> Result<&TimestampMillisecondArray, ArrowError> {
+    rows.column(column)
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| ArrowError::SchemaError("event-time column is not a ms timestamp".into()))
+}
+
+/// A timely timestamp as an event time.
+fn to_time(watermark: u64) -> i64 {
+    i64::try_from(watermark).unwrap_or(i64::MAX)
+}
+
+impl OrderedWindows {
+    /// Empty state for `plan`, whose kind must be session, sliding or count.
+    pub(crate) fn new(plan: Arc<WindowPlan>) -> Result<Self, ArrowError> {
+        let encoder = KeyEncoder::new(plan.keys.clone(), plan.key_fields.clone())?;
+        let state = match plan.kind {
+            WindowKind::Session {
+                gap_ms,
+                max_length_ms,
+            } => KindState::Session {
+                gap: gap_ms,
+                max_length: max_length_ms,
+                open: OpenWindows::new(&plan),
+                ending: BTreeSet::new(),
+            },
+            WindowKind::Count { events } => KindState::Count {
+                events,
+                open: OpenWindows::new(&plan),
+            },
+            WindowKind::Sliding { size_ms } => KindState::Sliding {
+                size: size_ms,
+                history: None,
+            },
+            WindowKind::Aligned(_) => {
+                return Err(ArrowError::InvalidArgumentError(
+                    "aligned windows do not need event-time order".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            keys: encoder.table(),
+            key_values: KeyValues::new(plan.keys.len()),
+            encoder,
+            pending: Vec::new(),
+            pending_rows: 0,
+            state,
+            expression_errors: vec![0; plan.aggregates.len()],
+            plan,
+        })
+    }
+
+    /// Per aggregate (in plan order), the expression values of the last flush that are null
+    /// because of a runtime error. Each on-time row is evaluated once, when the watermark
+    /// passes it.
+    pub(crate) fn expression_errors(&self) -> &[usize] {
+        &self.expression_errors
+    }
+
+    /// Rows and windows held: buffered rows, open windows and (sliding) retained rows.
+    pub(crate) fn state_rows(&self) -> usize {
+        self.pending_rows
+            + match &self.state {
+                KindState::Session { open, .. } | KindState::Count { open, .. } => open.count,
+                KindState::Sliding { history, .. } => history.as_ref().map_or(0, |h| h.times.len()),
+            }
+    }
+
+    /// Whether some output is still to come without any further input: buffered rows or open
+    /// windows. (Rows a sliding window retains only matter to rows still to come.)
+    pub(crate) fn needs_capability(&self) -> bool {
+        self.pending_rows > 0
+            || matches!(&self.state,
+                KindState::Session { open, .. } | KindState::Count { open, .. } if open.count > 0)
+    }
+
+    /// Buffers the on-time rows of a batch that arrived with watermark `watermark`.
+    pub(crate) fn absorb(
+        &mut self,
+        rows: &RecordBatch,
+        watermark: u64,
+    ) -> Result<Absorbed, ArrowError> {
+        let bound = to_time(watermark);
+        let times = event_times(rows, self.plan.event_time)?;
+        let nulls = times.nulls().filter(|n| n.null_count() > 0);
+        let mut absorbed = Absorbed::default();
+        let (mut min, mut max) = (i64::MAX, i64::MIN);
+        for (row, &time) in times.values().iter().enumerate() {
+            if nulls.is_some_and(|n| n.is_null(row)) {
+                absorbed.missing_time += 1;
+            } else if time < bound {
+                absorbed.late += 1;
+            } else {
+                min = min.min(time);
+                max = max.max(time);
+            }
+        }
+        absorbed.on_time = rows.num_rows() - absorbed.late - absorbed.missing_time;
+        let mask = |late: bool| -> BooleanArray {
+            times
+                .values()
+                .iter()
+                .enumerate()
+                .map(|(row, &time)| {
+                    Some(nulls.is_none_or(|n| n.is_valid(row)) && (time < bound) == late)
+                })
+                .collect()
+        };
+        if absorbed.late > 0 {
+            absorbed.late_rows = Some(filter_record_batch(rows, &mask(true))?);
+        }
+        if absorbed.on_time > 0 {
+            let rows = if absorbed.on_time == rows.num_rows() {
+                rows.clone()
+            } else {
+                filter_record_batch(rows, &mask(false))?
+            };
+            self.pending.push(Buffered { rows, min, max });
+            self.pending_rows += absorbed.on_time;
+        }
+        Ok(absorbed)
+    }
+
+    /// The watermark reached `watermark` (`None`: the input ended). Feeds the buffered rows
+    /// below it to the windows and returns the windows that closed, sorted by
+    /// (`window_start`, key); at the end of input every window closes.
+    pub(crate) fn advance(
+        &mut self,
+        watermark: Option<u64>,
+    ) -> Result<Option<RecordBatch>, ArrowError> {
+        self.expression_errors.fill(0);
+        let bound = watermark.map(to_time);
+        let ready = self.take_ready(bound)?;
+        let prepared = match &ready {
+            Some(rows) => Some(self.prepare(rows)?),
+            None => None,
+        };
+        let keys = self.keys.len();
+        let plan = self.plan.clone();
+        match &mut self.state {
+            KindState::Session {
+                gap,
+                max_length,
+                open,
+                ending,
+            } => {
+                let (gap, max_length) = (*gap, *max_length);
+                let end_of = |window: &Open| {
+                    let end = window.last.saturating_add(gap);
+                    max_length.map_or(end, |max| end.min(window.start.saturating_add(max)))
+                };
+                let mut closed = Vec::new();
+                if let Some(prepared) = &prepared {
+                    open.by_key.resize(keys, None);
+                    let order = order(prepared);
+                    let mut slots = Vec::with_capacity(order.len());
+                    for run in runs(prepared, &order) {
+                        let key = prepared.keys[order[run.start] as usize];
+                        let mut current = open.by_key[key as usize].take();
+                        if let Some(window) = &current {
+                            ending.remove(&(end_of(window), key));
+                        }
+                        for &row in &order[run] {
+                            let time = prepared.times[row as usize];
+                            match &mut current {
+                                Some(window) if time < end_of(window) => window.last = time,
+                                _ => {
+                                    if let Some(window) = current.take() {
+                                        closed.push(open.close(window, end_of(&window), key));
+                                    }
+                                    current = Some(open.start(&plan, time));
+                                }
+                            }
+                            slots.push(current.as_ref().map_or(0, |w| w.slot));
+                        }
+                        if let Some(window) = current {
+                            ending.insert((end_of(&window), key));
+                            open.by_key[key as usize] = Some(window);
+                        }
+                    }
+                    open.update(&plan, prepared, &order, &slots)?;
+                }
+                // A session ending at or before the watermark can take no more rows.
+                while let Some(&(end, key)) = ending.first() {
+                    if bound.is_some_and(|bound| end > bound) {
+                        break;
+                    }
+                    ending.pop_first();
+                    let window = open.by_key[key as usize]
+                        .take()
+                        .expect("every ending session is open");
+                    closed.push(open.close(window, end, key));
+                }
+                let output = self.key_values.output(&plan, &closed, &open.accumulators)?;
+                open.release(&plan, &closed);
+                Ok(output)
+            }
+            KindState::Count { events, open } => {
+                let events = *events;
+                let mut closed = Vec::new();
+                if let Some(prepared) = &prepared {
+                    open.by_key.resize(keys, None);
+                    let order = order(prepared);
+                    let mut slots = Vec::with_capacity(order.len());
+                    for run in runs(prepared, &order) {
+                        let key = prepared.keys[order[run.start] as usize];
+                        let mut current = open.by_key[key as usize].take();
+                        for &row in &order[run] {
+                            let time = prepared.times[row as usize];
+                            let window = current.get_or_insert_with(|| open.start(&plan, time));
+                            window.last = time;
+                            window.events += 1;
+                            slots.push(window.slot);
+                            if window.events == events {
+                                let window = current.take().expect("just filled");
+                                closed.push(open.close(window, window.last, key));
+                            }
+                        }
+                        open.by_key[key as usize] = current;
+                    }
+                    open.update(&plan, prepared, &order, &slots)?;
+                }
+                if bound.is_none() {
+                    // End of input: incomplete windows are emitted with fewer rows.
+                    for key in 0..open.by_key.len() {
+                        if let Some(window) = open.by_key[key].take() {
+                            closed.push(open.close(window, window.last, key as u32));
+                        }
+                    }
+                }
+                let output = self.key_values.output(&plan, &closed, &open.accumulators)?;
+                open.release(&plan, &closed);
+                Ok(output)
+            }
+            KindState::Sliding { size, history } => {
+                let size = *size;
+                let Some(fresh) = prepared else {
+                    if bound.is_none() {
+                        *history = None;
+                    }
+                    return Ok(None);
+                };
+                let first_new = history.as_ref().map_or(0, |h| h.times.len());
+                let rows = match history.take() {
+                    Some(old) => old.append(fresh)?,
+                    None => fresh,
+                };
+                let output = sliding(&plan, &self.key_values, &rows, first_new, size)?;
+                // Rows still to come have times at or above the watermark, so their windows
+                // reach back no further than `watermark - size`.
+                *history = match bound {
+                    Some(bound) => rows.retain(|time| time > bound.saturating_sub(size))?,
+                    None => None,
+                };
+                Ok(output)
+            }
+        }
+    }
+
+    /// Removes and returns the buffered rows with time below `bound` (all with `None`).
+    fn take_ready(&mut self, bound: Option<i64>) -> Result<Option<RecordBatch>, ArrowError> {
+        let mut ready = Vec::new();
+        let mut kept = Vec::new();
+        for buffered in std::mem::take(&mut self.pending) {
+            match bound {
+                Some(bound) if buffered.min >= bound => kept.push(buffered),
+                Some(bound) if buffered.max >= bound => {
+                    let times = event_times(&buffered.rows, self.plan.event_time)?;
+                    let early: BooleanArray =
+                        times.values().iter().map(|&t| Some(t < bound)).collect();
+                    ready.push(filter_record_batch(&buffered.rows, &early)?);
+                    let later = filter_record_batch(&buffered.rows, &not(&early)?)?;
+                    let times = event_times(&later, self.plan.event_time)?;
+                    let min = times.values().iter().copied().min().unwrap_or(bound);
+                    kept.push(Buffered {
+                        rows: later,
+                        min,
+                        max: buffered.max,
+                    });
+                }
+                _ => ready.push(buffered.rows),
+            }
+        }
+        self.pending = kept;
+        if ready.is_empty() {
+            return Ok(None);
+        }
+        let rows = concat_batches(&ready[0].schema(), &ready)?;
+        self.pending_rows -= rows.num_rows();
+        Ok(Some(rows))
+    }
+
+    /// Evaluates the aggregates' arguments on `rows` and gives every row its key id.
+    fn prepare(&mut self, rows: &RecordBatch) -> Result<Prepared, ArrowError> {
+        let mut args = Vec::with_capacity(self.plan.aggregates.len());
+        for (spec, errors) in self.plan.aggregates.iter().zip(&mut self.expression_errors) {
+            args.push(match &spec.expression {
+                Some(expression) => {
+                    let evaluated = expression.evaluate(rows)?;
+                    *errors += evaluated.errors;
+                    Some(evaluated.values)
+                }
+                None => spec.column.map(|c| rows.column(c).clone()),
+            });
+        }
+        let batch_keys = self.encoder.prepare(rows)?;
+        let before = self.keys.len();
+        let mut keys = Vec::new();
+        self.keys
+            .assign(&batch_keys, Selection::All(rows.num_rows()), &mut keys);
+        if self.keys.len() > before {
+            self.key_values
+                .add(rows, &self.plan.keys, &keys, before, self.keys.len())?;
+        }
+        Ok(Prepared {
+            times: event_times(rows, self.plan.event_time)?.values().to_vec(),
+            keys,
+            args,
+        })
+    }
+}
+
+/// The rows of `prepared` sorted by (key id, time), equal times in arrival order.
+fn order(prepared: &Prepared) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..prepared.times.len() as u32).collect();
+    order.sort_by_key(|&row| (prepared.keys[row as usize], prepared.times[row as usize]));
+    order
+}
+
+/// The ranges of `order` that hold one key each.
+fn runs<'a>(
+    prepared: &'a Prepared,
+    order: &'a [u32],
+) -> impl Iterator<Item = std::ops::Range<usize>> + 'a {
+    let key = move |k: usize| prepared.keys[order[k] as usize];
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= order.len() {
+            return None;
+        }
+        let first = key(start);
+        let end =
+            start + order[start..].partition_point(|&row| prepared.keys[row as usize] == first);
+        let run = start..end;
+        start = end;
+        Some(run)
+    })
+    .inspect(move |run| debug_assert!(key(run.start) == key(run.end - 1)))
+}
+
+impl Prepared {
+    /// These rows followed by `other`'s.
+    fn append(self, other: Prepared) -> Result<Prepared, ArrowError> {
+        let mut args = Vec::with_capacity(self.args.len());
+        for (a, b) in self.args.into_iter().zip(other.args) {
+            args.push(match (a, b) {
+                (Some(a), Some(b)) => Some(concat(&[a.as_ref(), b.as_ref()])?),
+                _ => None,
+            });
+        }
+        let mut times = self.times;
+        times.extend(other.times);
+        let mut keys = self.keys;
+        keys.extend(other.keys);
+        Ok(Prepared { times, keys, args })
+    }
+
+    /// The rows whose time passes `keep`, or `None` if there are none.
+    fn retain(&self, keep: impl Fn(i64) -> bool) -> Result<Option<Prepared>, ArrowError> {
+        let mask: BooleanArray = self.times.iter().map(|&t| Some(keep(t))).collect();
+        if mask.true_count() == 0 {
+            return Ok(None);
+        }
+        let mut args = Vec::with_capacity(self.args.len());
+        for arg in &self.args {
+            args.push(arg.as_ref().map(|a| filter(a, &mask)).transpose()?);
+        }
+        Ok(Some(Prepared {
+            times: kept(&self.times, &mask),
+            keys: kept(&self.keys, &mask),
+            args,
+        }))
+    }
+
+    fn values(&self, plan: &WindowPlan) -> Result<Vec<Values>, ArrowError> {
+        plan.aggregates
+            .iter()
+            .zip(&self.args)
+            .map(|(spec, arg)| Values::prepare(spec, arg.as_ref()))
+            .collect()
+    }
+}
+
+/// The values whose `mask` bit is set.
+fn kept<T: Copy>(values: &[T], mask: &BooleanArray) -> Vec<T> {
+    values
+        .iter()
+        .zip(mask.values().iter())
+        .filter(|(_, keep)| *keep)
+        .map(|(v, _)| *v)
+        .collect()
+}
+
+/// Sliding windows over `rows` (sorted by time within each key by [`order`]): one window per
+/// row from `first_new` on, over its key's rows in `(t - size, t]`.
+fn sliding(
+    plan: &WindowPlan,
+    key_values: &KeyValues,
+    rows: &Prepared,
+    first_new: usize,
+    size: i64,
+) -> Result<Option<RecordBatch>, ArrowError> {
+    let order = order(rows);
+    let times = |k: usize| rows.times[order[k] as usize];
+    let mut windows = Vec::new();
+    let mut ranges = Vec::new();
+    for run in runs(rows, &order) {
+        let key = rows.keys[order[run.start] as usize];
+        let (mut lo, mut hi) = (run.start, run.start);
+        for k in run.clone() {
+            if (order[k] as usize) < first_new {
+                continue;
+            }
+            let time = times(k);
+            while hi < run.end && times(hi) <= time {
+                hi += 1;
+            }
+            while times(lo) <= time.saturating_sub(size) {
+                lo += 1;
+            }
+            windows.push(Closed {
+                start: time.saturating_sub(size),
+                end: time,
+                key,
+                slot: windows.len() as u32,
+            });
+            ranges.push(lo..hi);
+        }
+    }
+    let values = rows.values(plan)?;
+    let mut accumulators = Vec::with_capacity(plan.aggregates.len());
+    let mut gids = Vec::new();
+    for (spec, values) in plan.aggregates.iter().zip(&values) {
+        let mut accumulator = Accumulator::new(spec);
+        accumulator.grow(spec, windows.len());
+        for (slot, range) in ranges.iter().enumerate() {
+            gids.clear();
+            gids.resize(range.len(), slot as u32);
+            let selection = Selection::Rows(&order[range.clone()]);
+            accumulator.update(spec, values, &rows.times, selection, &gids);
+        }
+        accumulators.push(accumulator);
+    }
+    key_values.output(plan, &windows, &accumulators)
+}
+
+impl OpenWindows {
+    fn new(plan: &WindowPlan) -> Self {
+        Self {
+            by_key: Vec::new(),
+            count: 0,
+            accumulators: plan.aggregates.iter().map(Accumulator::new).collect(),
+            slots: 0,
+            free: Vec::new(),
+        }
+    }
+
+    /// Opens a window at `time` in a free slot.
+    fn start(&mut self, plan: &WindowPlan, time: i64) -> Open {
+        let slot = self.free.pop().unwrap_or_else(|| {
+            self.slots += 1;
+            for (accumulator, spec) in self.accumulators.iter_mut().zip(&plan.aggregates) {
+                accumulator.grow(spec, self.slots);
+            }
+            self.slots as u32 - 1
+        });
+        self.count += 1;
+        Open {
+            slot,
+            start: time,
+            last: time,
+            events: 0,
+        }
+    }
+
+    /// Closes `window` at `end`; its slot stays taken until [`Self::release`].
+    fn close(&mut self, window: Open, end: i64, key: u32) -> Closed {
+        self.count -= 1;
+        Closed {
+            start: window.start,
+            end,
+            key,
+            slot: window.slot,
+        }
+    }
+
+    /// Adds the rows of one flush: `slots[k]` is the slot of row `order[k]`.
+    fn update(
+        &mut self,
+        plan: &WindowPlan,
+        rows: &Prepared,
+        order: &[u32],
+        slots: &[u32],
+    ) -> Result<(), ArrowError> {
+        let values = rows.values(plan)?;
+        for ((accumulator, spec), values) in self
+            .accumulators
+            .iter_mut()
+            .zip(&plan.aggregates)
+            .zip(&values)
+        {
+            accumulator.update(spec, values, &rows.times, Selection::Rows(order), slots);
+        }
+        Ok(())
+    }
+
+    /// Frees the slots of finished windows.
+    fn release(&mut self, plan: &WindowPlan, closed: &[Closed]) {
+        for window in closed {
+            for (accumulator, spec) in self.accumulators.iter_mut().zip(&plan.aggregates) {
+                accumulator.reset(spec, window.slot as usize);
+            }
+            self.free.push(window.slot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
