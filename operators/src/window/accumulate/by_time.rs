@@ -180,3 +180,139 @@ impl ByTime {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use edgeflow_engine::arrow::array::{Array, AsArray, BooleanArray, Int32Array};
+    use edgeflow_engine::arrow::datatypes::{
+        DataType, Float64Type, Int32Type, TimestampMillisecondType,
+    };
+    use edgeflow_engine::schema::timestamp_type;
+
+    use super::super::tests::{f64s, run_batches, spec};
+    use super::*;
+
+    /// Two batches of one group, out of event-time order, with ties at 10 and 30.
+    fn disordered(column: impl Fn(Vec<i64>) -> ArrayRef) -> Vec<(ArrayRef, Vec<i64>, Vec<u32>)> {
+        vec![
+            (column(vec![5, 7, 1]), vec![30, 10, 50], vec![0, 0, 0]),
+            (
+                column(vec![9, 7, 2, 8]),
+                vec![10, 30, 40, 50],
+                vec![0, 0, 0, 0],
+            ),
+        ]
+    }
+
+    fn floats(values: Vec<i64>) -> ArrayRef {
+        Arc::new(Float64Array::from_iter_values(
+            values.into_iter().map(|v| v as f64),
+        ))
+    }
+
+    #[test]
+    fn first_and_last_go_by_event_time_with_arrival_order_on_ties() {
+        let f = Some(Numeric::Float);
+        let first = run_batches(
+            &spec(AggregateFunction::First, f, DataType::Float64),
+            &disordered(floats),
+            1,
+        );
+        // Time 10 holds 7 (first batch) then 9: the first to arrive wins.
+        assert_eq!(f64s(&first), [Some(7.0)]);
+        let last = run_batches(
+            &spec(AggregateFunction::Last, f, DataType::Float64),
+            &disordered(floats),
+            1,
+        );
+        // Time 50 holds 1 then 8: the last to arrive wins.
+        assert_eq!(f64s(&last), [Some(8.0)]);
+    }
+
+    #[test]
+    fn min_at_and_max_at_give_the_earliest_time_of_the_extreme() {
+        let f = Some(Numeric::Float);
+        let at = |function| {
+            let out = run_batches(&spec(function, f, timestamp_type()), &disordered(floats), 1);
+            assert_eq!(out.data_type(), &timestamp_type());
+            out.as_primitive::<TimestampMillisecondType>().value(0)
+        };
+        // 7 is at 10 and at 30 but is not an extreme; 1 is the minimum (at 50), 9 the maximum.
+        assert_eq!(at(AggregateFunction::MinAt), 50);
+        assert_eq!(at(AggregateFunction::MaxAt), 10);
+        // Ties on the value: the earliest event time, whatever the arrival order.
+        let ties = vec![(floats(vec![4, 4, 1, 4]), vec![70, 20, 90, 40], vec![0; 4])];
+        let max_at = run_batches(
+            &spec(AggregateFunction::MaxAt, f, timestamp_type()),
+            &ties,
+            1,
+        );
+        assert_eq!(
+            max_at.as_primitive::<TimestampMillisecondType>().value(0),
+            20
+        );
+    }
+
+    #[test]
+    fn ints_bools_and_strings_keep_their_type() {
+        let ints = |values: Vec<i64>| -> ArrayRef {
+            Arc::new(Int32Array::from_iter_values(
+                values.into_iter().map(|v| v as i32),
+            ))
+        };
+        let i = Some(Numeric::Int);
+        let first = run_batches(
+            &spec(AggregateFunction::First, i, DataType::Int32),
+            &disordered(ints),
+            1,
+        );
+        assert_eq!(first.as_primitive::<Int32Type>().value(0), 7);
+
+        let bools = |values: Vec<i64>| -> ArrayRef {
+            Arc::new(BooleanArray::from_iter(
+                values.into_iter().map(|v| Some(v > 6)),
+            ))
+        };
+        let last = run_batches(
+            &spec(AggregateFunction::Last, i, DataType::Boolean),
+            &disordered(bools),
+            1,
+        );
+        assert_eq!(last.data_type(), &DataType::Boolean);
+        assert!(last.as_boolean().value(0), "8 > 6");
+
+        let strings = |values: Vec<i64>| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(
+                values.into_iter().map(|v| format!("s{v}")),
+            ))
+        };
+        for (function, expected) in [
+            (AggregateFunction::First, "s7"),
+            (AggregateFunction::Last, "s8"),
+        ] {
+            let out = run_batches(
+                &spec(function, None, DataType::LargeUtf8),
+                &disordered(strings),
+                1,
+            );
+            assert_eq!(out.data_type(), &DataType::LargeUtf8);
+            assert_eq!(out.as_string::<i64>().value(0), expected);
+        }
+    }
+
+    #[test]
+    fn groups_without_values_are_null() {
+        let column: ArrayRef = Arc::new(Float64Array::from(vec![None, Some(f64::NAN), Some(3.0)]));
+        let out = run_batches(
+            &spec(
+                AggregateFunction::First,
+                Some(Numeric::Float),
+                DataType::Float64,
+            ),
+            &[(column, vec![1, 2, 3], vec![0, 0, 1])],
+            3,
+        );
+        assert_eq!(f64s(&out), [None, Some(3.0), None]);
+        assert_eq!(out.as_primitive::<Float64Type>().null_count(), 2);
+    }
+}

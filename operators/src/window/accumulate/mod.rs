@@ -443,14 +443,37 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgeflow_engine::arrow::array::{Int32Array, StringArray};
+    use edgeflow_engine::arrow::array::Int32Array;
+    use edgeflow_engine::schema::timestamp_type;
 
-    fn spec(
+    pub(super) fn spec(
         function: AggregateFunction,
         numeric: Option<Numeric>,
         output_type: DataType,
     ) -> AggregateSpec {
         AggregateSpec::new(function, Some(0), None, numeric, output_type)
+    }
+
+    /// Runs `spec` over batches of `(column, event times, group of each row)` and finishes
+    /// groups `0..groups`.
+    pub(super) fn run_batches(
+        spec: &AggregateSpec,
+        batches: &[(ArrayRef, Vec<i64>, Vec<u32>)],
+        groups: usize,
+    ) -> ArrayRef {
+        let mut acc = Accumulator::new(spec);
+        acc.grow(spec, groups);
+        for (column, times, gids) in batches {
+            let values = Values::prepare(spec, Some(column)).unwrap();
+            acc.update(spec, &values, times, Selection::All(column.len()), gids);
+        }
+        acc.finish(spec, &(0..groups as u32).collect::<Vec<_>>())
+            .unwrap()
+    }
+
+    /// The float64 values of `array`.
+    pub(super) fn f64s(array: &ArrayRef) -> Vec<Option<f64>> {
+        array.as_primitive::<Float64Type>().iter().collect()
     }
 
     fn run(spec: &AggregateSpec, column: ArrayRef, gids: &[u32], groups: usize) -> ArrayRef {
@@ -681,5 +704,114 @@ mod tests {
         );
         let out = acc.finish(&spec, &[0]).unwrap();
         assert_eq!(out.as_primitive::<Int64Type>().values().to_vec(), [1]);
+    }
+
+    /// Every function's spec over float values, with its output type.
+    fn every_float_spec() -> Vec<AggregateSpec> {
+        AggregateFunction::ALL
+            .iter()
+            .filter(|(_, f)| *f != AggregateFunction::CountIf)
+            .map(|&(_, function)| {
+                use AggregateFunction::*;
+                let output = match function {
+                    Count | DistinctCount => DataType::Int64,
+                    MinAt | MaxAt => timestamp_type(),
+                    _ => DataType::Float64,
+                };
+                let mut spec = spec(function, Some(Numeric::Float), output);
+                spec.level = 0.9;
+                spec
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_function_resets_a_group_to_empty() {
+        let mut specs = every_float_spec();
+        for function in [
+            AggregateFunction::First,
+            AggregateFunction::Last,
+            AggregateFunction::DistinctCount,
+        ] {
+            let output = match function {
+                AggregateFunction::DistinctCount => DataType::Int64,
+                _ => DataType::Utf8,
+            };
+            specs.push(spec(function, None, output));
+        }
+        for spec in specs {
+            let column: ArrayRef = if spec.numeric.is_some() {
+                Arc::new(Float64Array::from(vec![3.0, 1.0, 4.0, 1.0, 5.0, 9.0]))
+            } else {
+                Arc::new(StringArray::from(vec!["c", "a", "d", "a", "e", "i"]))
+            };
+            let times = vec![30, 10, 40, 10, 50, 90];
+            let gids = vec![0, 0, 0, 1, 1, 0];
+            let batch = (column, times, gids);
+            let once = run_batches(&spec, std::slice::from_ref(&batch), 2);
+
+            let mut acc = Accumulator::new(&spec);
+            acc.grow(&spec, 2);
+            let values = Values::prepare(&spec, Some(&batch.0)).unwrap();
+            acc.update(&spec, &values, &batch.1, Selection::All(6), &batch.2);
+            acc.reset(&spec, 0);
+            let empty = {
+                let mut fresh = Accumulator::new(&spec);
+                fresh.grow(&spec, 1);
+                fresh.finish(&spec, &[0]).unwrap()
+            };
+            let name = spec.function.name();
+            assert_eq!(
+                acc.finish(&spec, &[0]).unwrap().as_ref(),
+                empty.as_ref(),
+                "{name}"
+            );
+            // The other group is untouched, and the reset one accumulates again from nothing.
+            assert_eq!(
+                acc.finish(&spec, &[1]).unwrap().as_ref(),
+                once.slice(1, 1).as_ref(),
+                "{name}"
+            );
+            acc.update(
+                &spec,
+                &values,
+                &batch.1,
+                Selection::Rows(&[0, 1, 2, 5]),
+                &[0, 0, 0, 0],
+            );
+            assert_eq!(
+                acc.finish(&spec, &[0]).unwrap().as_ref(),
+                once.slice(0, 1).as_ref(),
+                "{name}"
+            );
+            if spec.function == AggregateFunction::Count {
+                assert_eq!(empty.as_primitive::<Int64Type>().value(0), 0);
+            } else if spec.function == AggregateFunction::DistinctCount {
+                assert_eq!(empty.as_primitive::<Int64Type>().value(0), 0);
+            } else {
+                assert!(empty.is_null(0), "{name} of nothing is null");
+            }
+        }
+    }
+
+    #[test]
+    fn new_functions_skip_null_and_nan() {
+        for spec in every_float_spec() {
+            let with_gaps: ArrayRef = Arc::new(Float64Array::from(vec![
+                Some(2.0),
+                None,
+                Some(f64::NAN),
+                Some(6.0),
+                Some(5.0),
+            ]));
+            let clean: ArrayRef = Arc::new(Float64Array::from(vec![2.0, 6.0, 5.0]));
+            let gapped = run_batches(
+                &spec,
+                &[(with_gaps, vec![1000, 2000, 3000, 4000, 5000], vec![0; 5])],
+                1,
+            );
+            let plain = run_batches(&spec, &[(clean, vec![1000, 4000, 5000], vec![0; 3])], 1);
+            assert_eq!(gapped.as_ref(), plain.as_ref(), "{}", spec.function);
+        }
     }
 }

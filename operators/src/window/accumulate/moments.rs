@@ -67,3 +67,68 @@ impl Moments {
         })))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use edgeflow_engine::arrow::array::Int64Array;
+    use edgeflow_engine::arrow::datatypes::DataType;
+
+    use super::super::tests::{f64s, run_batches, spec};
+    use super::*;
+    use crate::fields::Numeric;
+
+    fn all_four(
+        column: ArrayRef,
+        numeric: Numeric,
+        gids: Vec<u32>,
+        groups: usize,
+    ) -> Vec<Vec<Option<f64>>> {
+        let times = vec![0; column.len()];
+        [
+            AggregateFunction::Variance,
+            AggregateFunction::Stddev,
+            AggregateFunction::VarPop,
+            AggregateFunction::StddevPop,
+        ]
+        .into_iter()
+        .map(|function| {
+            let out = run_batches(
+                &spec(function, Some(numeric), DataType::Float64),
+                &[(column.clone(), times.clone(), gids.clone())],
+                groups,
+            );
+            f64s(&out)
+        })
+        .collect()
+    }
+
+    #[test]
+    fn sample_and_population_and_too_few_values() {
+        // Group 0: 4, 7, 13, 16 (mean 10, squared deviations 90); group 1: one value;
+        // group 2: none.
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![4, 7, 42, 13, 16]));
+        let out = all_four(column, Numeric::Int, vec![0, 0, 1, 0, 0], 3);
+        assert_eq!(out[0], [Some(30.0), None, None]);
+        assert_eq!(out[1], [Some(30f64.sqrt()), None, None]);
+        assert_eq!(out[2], [Some(22.5), Some(0.0), None]);
+        assert_eq!(out[3], [Some(22.5f64.sqrt()), Some(0.0), None]);
+    }
+
+    #[test]
+    fn values_far_from_zero_keep_their_precision() {
+        // The naive Σx² − (Σx)²/n loses every digit here (x² ≈ 10¹⁸ > 2⁵³).
+        let column: ArrayRef = Arc::new(Float64Array::from(vec![
+            1e9 + 4.0,
+            1e9 + 7.0,
+            1e9 + 13.0,
+            1e9 + 16.0,
+        ]));
+        let out = all_four(column, Numeric::Float, vec![0; 4], 1);
+        assert_eq!(out[0], [Some(30.0)]);
+        assert_eq!(out[2], [Some(22.5)]);
+        // Equal values give exactly zero, never a NaN from a negative rounding residue.
+        let column: ArrayRef = Arc::new(Float64Array::from(vec![0.1; 7]));
+        let out = all_four(column, Numeric::Float, vec![0; 7], 1);
+        assert_eq!(out[1], [Some(0.0)]);
+    }
+}

@@ -168,3 +168,128 @@ fn integral(samples: &[(i64, f64)], interpolation: Interpolation) -> Option<f64>
     };
     Some(ms / 1000.0)
 }
+
+#[cfg(test)]
+mod tests {
+    use edgeflow_engine::arrow::array::Int64Array;
+    use edgeflow_engine::arrow::datatypes::DataType;
+
+    use super::super::tests::{f64s, run_batches, spec};
+    use super::*;
+    use crate::fields::Numeric;
+
+    fn run(
+        function: AggregateFunction,
+        interpolation: Interpolation,
+        batches: &[(ArrayRef, Vec<i64>, Vec<u32>)],
+        groups: usize,
+    ) -> Vec<Option<f64>> {
+        let mut spec = spec(function, Some(Numeric::Float), DataType::Float64);
+        spec.interpolation = interpolation;
+        f64s(&run_batches(&spec, batches, groups))
+    }
+
+    fn floats(values: &[f64]) -> ArrayRef {
+        Arc::new(Float64Array::from(values.to_vec()))
+    }
+
+    /// A counter sampled every 10 s that resets between 30 s and 40 s, delivered out of
+    /// order in two batches: (0, 100), (10, 110), (20, 130), (30, 160), (40, 5), (50, 25).
+    fn counter() -> Vec<(ArrayRef, Vec<i64>, Vec<u32>)> {
+        vec![
+            (
+                floats(&[110.0, 160.0, 5.0]),
+                vec![10_000, 30_000, 40_000],
+                vec![0; 3],
+            ),
+            (
+                floats(&[100.0, 25.0, 130.0]),
+                vec![0, 50_000, 20_000],
+                vec![0; 3],
+            ),
+        ]
+    }
+
+    #[test]
+    fn increase_and_rate_handle_resets_and_disorder() {
+        use AggregateFunction::*;
+        // 10 + 20 + 30, then the reset counts 5 (from 0), then 20.
+        let step = Interpolation::Step;
+        assert_eq!(run(Increase, step, &counter(), 1), [Some(85.0)]);
+        assert_eq!(run(Rate, step, &counter(), 1), [Some(85.0 / 50.0)]);
+        // In order, the same.
+        let sorted = vec![(
+            floats(&[100.0, 110.0, 130.0, 160.0, 5.0, 25.0]),
+            vec![0, 10_000, 20_000, 30_000, 40_000, 50_000],
+            vec![0; 6],
+        )];
+        assert_eq!(run(Increase, step, &sorted, 1), [Some(85.0)]);
+    }
+
+    #[test]
+    fn too_few_samples_give_null() {
+        use AggregateFunction::*;
+        let step = Interpolation::Step;
+        // Group 0: one sample; group 1: two samples at one time; group 2: none.
+        let batches = vec![(floats(&[7.0, 1.0, 3.0]), vec![500, 900, 900], vec![0, 1, 1])];
+        assert_eq!(run(Increase, step, &batches, 3), [None, Some(2.0), None]);
+        assert_eq!(run(Rate, step, &batches, 3), [None, None, None]);
+        assert_eq!(
+            run(Integral, step, &batches, 3),
+            [Some(0.0), Some(0.0), None]
+        );
+        assert_eq!(run(TimeWeightedMean, step, &batches, 3), [None, None, None]);
+    }
+
+    #[test]
+    fn step_and_linear_integrals() {
+        use AggregateFunction::*;
+        // 10 for 2 s, 20 for 1 s, then 0 at the end: step 40 value·s over 3 s; linear
+        // (10+20)/2·2 + (20+0)/2·1 = 40 as well, so use a last value of 30 instead:
+        // linear (10+20)/2·2 + (20+30)/2·1 = 55.
+        let batches = vec![
+            (floats(&[20.0, 30.0]), vec![2_000, 3_000], vec![0, 0]),
+            (floats(&[10.0]), vec![0], vec![0]),
+        ];
+        let (step, linear) = (Interpolation::Step, Interpolation::Linear);
+        assert_eq!(run(Integral, step, &batches, 1), [Some(40.0)]);
+        assert_eq!(run(TimeWeightedMean, step, &batches, 1), [Some(40.0 / 3.0)]);
+        assert_eq!(run(Integral, linear, &batches, 1), [Some(55.0)]);
+        assert_eq!(
+            run(TimeWeightedMean, linear, &batches, 1),
+            [Some(55.0 / 3.0)]
+        );
+    }
+
+    #[test]
+    fn equal_times_keep_arrival_order() {
+        // At 1 s the value goes 4 then 8 (as they arrived), so 8 holds until 2 s.
+        let batches = vec![
+            (floats(&[0.0, 4.0]), vec![0, 1_000], vec![0, 0]),
+            (floats(&[2.0, 8.0]), vec![2_000, 1_000], vec![0, 0]),
+        ];
+        let step = Interpolation::Step;
+        assert_eq!(
+            run(AggregateFunction::Integral, step, &batches, 1),
+            [Some(8.0)]
+        );
+        // 0 → 4 (+4), 4 → 8 (+4), 8 → 2 (reset: +2).
+        assert_eq!(
+            run(AggregateFunction::Increase, step, &batches, 1),
+            [Some(10.0)]
+        );
+    }
+
+    #[test]
+    fn int_counters() {
+        let column: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), None, Some(10)]));
+        let mut spec = spec(
+            AggregateFunction::Increase,
+            Some(Numeric::Int),
+            DataType::Float64,
+        );
+        spec.interpolation = Interpolation::Step;
+        let out = run_batches(&spec, &[(column, vec![0, 1, 2], vec![0; 3])], 1);
+        assert_eq!(f64s(&out), [Some(7.0)]);
+    }
+}

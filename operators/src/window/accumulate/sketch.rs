@@ -252,3 +252,245 @@ impl Distinct {
         self.sets.iter().map(DistinctSet::heap_bytes).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use edgeflow_engine::arrow::array::{Array, AsArray, StringArray};
+    use edgeflow_engine::arrow::datatypes::{DataType, Int64Type};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config as ProptestConfig, RngSeed};
+
+    use super::super::tests::{f64s, run_batches, spec};
+    use super::*;
+    use crate::fields::Numeric;
+    use crate::window::expr::AggregateFunction;
+
+    /// splitmix64: a small deterministic generator for test data.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+
+        /// Uniform in [0, 1).
+        fn unit(&mut self) -> f64 {
+            (self.next() >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// The value of rank ⌊q·(n − 1)⌋ among the sorted values, the one the sketch estimates.
+    fn exact_quantile(values: &[f64], q: f64) -> f64 {
+        let mut sorted = values.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        sorted[(q * (sorted.len() as f64 - 1.0)) as usize]
+    }
+
+    fn sketch_quantiles(
+        values: &[f64],
+        groups: &[u32],
+        n_groups: usize,
+        q: f64,
+    ) -> Vec<Option<f64>> {
+        let function = if q == 0.5 {
+            AggregateFunction::Median
+        } else {
+            AggregateFunction::Quantile
+        };
+        let mut spec = spec(function, Some(Numeric::Float), DataType::Float64);
+        spec.level = q;
+        let column: ArrayRef = Arc::new(Float64Array::from(values.to_vec()));
+        let times = vec![0; values.len()];
+        f64s(&run_batches(
+            &spec,
+            &[(column, times, groups.to_vec())],
+            n_groups,
+        ))
+    }
+
+    /// The documented bound: α relative, and 1e-9 absolute around zero.
+    fn within_bound(estimate: f64, exact: f64) -> bool {
+        (estimate - exact).abs() <= RELATIVE_ACCURACY * exact.abs() * (1.0 + 1e-9) + MIN_VALUE
+    }
+
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            // A sensor.
+            3 => -50.0f64..150.0,
+            // Many duplicates.
+            2 => (-5i32..20).prop_map(f64::from),
+            // Magnitudes over 13 decades, either sign.
+            2 => (-15.0f64..15.0, any::<bool>())
+                .prop_map(|(e, negative)| if negative { -e.exp() } else { e.exp() }),
+            1 => Just(0.0),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 200,
+            rng_seed: RngSeed::Fixed(0xDD5_4E7C),
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn quantile_error_is_within_the_documented_bound(
+            rows in prop::collection::vec((value(), 0u32..3), 1..600),
+            q in prop_oneof![Just(0.0), Just(0.5), Just(1.0), 0.0f64..=1.0],
+        ) {
+            let (values, groups): (Vec<f64>, Vec<u32>) = rows.into_iter().unzip();
+            let estimates = sketch_quantiles(&values, &groups, 4, q);
+            for (g, estimate) in estimates.into_iter().enumerate() {
+                let mine: Vec<f64> = values
+                    .iter()
+                    .zip(&groups)
+                    .filter(|(_, h)| **h == g as u32)
+                    .map(|(v, _)| *v)
+                    .collect();
+                if mine.is_empty() {
+                    prop_assert_eq!(estimate, None);
+                    continue;
+                }
+                let exact = exact_quantile(&mine, q);
+                let estimate = estimate.unwrap();
+                prop_assert!(
+                    within_bound(estimate, exact),
+                    "q {} of {} values: estimate {} exact {}", q, mine.len(), estimate, exact
+                );
+                if q == 0.0 || q == 1.0 {
+                    prop_assert_eq!(estimate, exact, "the extremes are exact");
+                }
+            }
+        }
+    }
+
+    /// Measures the error on larger data sets (printed with `--nocapture`) and checks it
+    /// against the bound.
+    #[test]
+    fn quantile_error_on_sensor_like_data() {
+        let mut rng = Rng(7);
+        let shapes: [(&str, Box<dyn Fn(&mut Rng) -> f64>); 3] = [
+            (
+                "uniform 15..35",
+                Box::new(|r: &mut Rng| 15.0 + 20.0 * r.unit()),
+            ),
+            // Sum of uniforms, roughly normal around 0 (both signs).
+            (
+                "normal-ish around 0",
+                Box::new(|r: &mut Rng| (0..12).map(|_| r.unit()).sum::<f64>() - 6.0),
+            ),
+            (
+                "log-uniform 1e-3..1e6",
+                Box::new(|r: &mut Rng| 10f64.powf(-3.0 + 9.0 * r.unit())),
+            ),
+        ];
+        for (name, draw) in &shapes {
+            let values: Vec<f64> = (0..20_000).map(|_| draw(&mut rng)).collect();
+            let mut worst = 0f64;
+            for q in [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999] {
+                let estimate = sketch_quantiles(&values, &vec![0; values.len()], 1, q)[0].unwrap();
+                let exact = exact_quantile(&values, q);
+                assert!(
+                    within_bound(estimate, exact),
+                    "{name} q {q}: {estimate} vs {exact}"
+                );
+                if exact.abs() > MIN_VALUE {
+                    worst = worst.max((estimate - exact).abs() / exact.abs());
+                }
+            }
+            println!(
+                "quantile {name}: worst relative error {worst:.5} (bound {RELATIVE_ACCURACY})"
+            );
+        }
+    }
+
+    fn distinct(
+        column: ArrayRef,
+        groups: usize,
+        gids: Vec<u32>,
+        numeric: Option<Numeric>,
+    ) -> Vec<i64> {
+        let spec = spec(AggregateFunction::DistinctCount, numeric, DataType::Int64);
+        let times = vec![0; column.len()];
+        let out = run_batches(&spec, &[(column, times, gids)], groups);
+        assert_eq!(out.null_count(), 0);
+        out.as_primitive::<Int64Type>().values().to_vec()
+    }
+
+    #[test]
+    fn distinct_count_is_exact_below_the_bound_and_close_above() {
+        let mut rng = Rng(11);
+        for n in [1usize, 2, 17, 200, EXACT_DISTINCT] {
+            // Every value three times, shuffled, split across two batches' worth of rows.
+            let mut values: Vec<f64> = (0..n).flat_map(|i| [i as f64; 3]).collect();
+            for i in (1..values.len()).rev() {
+                values.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+            }
+            let column: ArrayRef = Arc::new(Float64Array::from(values.clone()));
+            assert_eq!(
+                distinct(column, 1, vec![0; values.len()], Some(Numeric::Float)),
+                [n as i64]
+            );
+        }
+        let mut worst = 0f64;
+        for n in [EXACT_DISTINCT + 1, 1_000, 5_000, 20_000, 100_000] {
+            let values: Vec<f64> = (0..n)
+                .flat_map(|_| {
+                    let v = rng.unit() * 1e6;
+                    [v, v]
+                })
+                .collect();
+            let column: ArrayRef = Arc::new(Float64Array::from(values.clone()));
+            let estimate = distinct(column, 1, vec![0; values.len()], Some(Numeric::Float))[0];
+            let error = (estimate as f64 - n as f64).abs() / n as f64;
+            println!("distinct_count of {n}: estimate {estimate}, relative error {error:.4}");
+            // Three standard errors of HyperLogLog++ with 4,096 registers.
+            assert!(error <= 3.0 * 1.04 / 64.0, "{n}: {estimate}");
+            worst = worst.max(error);
+        }
+        println!("distinct_count: worst relative error {worst:.4} (standard error 0.0163)");
+    }
+
+    #[test]
+    fn distinct_strings_groups_and_signed_zero() {
+        let column: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("a"),
+            Some("b"),
+            None,
+            Some("a"),
+            Some("c"),
+            Some(""),
+        ]));
+        assert_eq!(distinct(column, 3, vec![0, 0, 0, 0, 1, 1], None), [2, 2, 0]);
+        let column: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(0.0),
+            Some(-0.0),
+            Some(f64::NAN),
+            None,
+            Some(1.0),
+        ]));
+        assert_eq!(distinct(column, 1, vec![0; 5], Some(Numeric::Float)), [2]);
+    }
+
+    #[test]
+    fn distinct_sets_switch_to_hyperloglog_past_the_bound() {
+        let mut set = DistinctSet::default();
+        let hasher = value_hasher();
+        for i in 0..EXACT_DISTINCT as i64 {
+            set.insert(hasher.hash_one(i));
+        }
+        assert!(matches!(set, DistinctSet::Exact(_)));
+        set.insert(hasher.hash_one(-1i64));
+        assert!(matches!(set, DistinctSet::Estimated(_)));
+        // Small enough for the estimator's exact representation of the hashes it keeps.
+        let estimate = set.count();
+        assert!(
+            (estimate - EXACT_DISTINCT as i64 - 1).abs() <= 8,
+            "{estimate}"
+        );
+    }
+}
