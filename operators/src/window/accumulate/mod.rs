@@ -784,9 +784,10 @@ mod tests {
                 once.slice(0, 1).as_ref(),
                 "{name}"
             );
-            if spec.function == AggregateFunction::Count {
-                assert_eq!(empty.as_primitive::<Int64Type>().value(0), 0);
-            } else if spec.function == AggregateFunction::DistinctCount {
+            if matches!(
+                spec.function,
+                AggregateFunction::Count | AggregateFunction::DistinctCount
+            ) {
                 assert_eq!(empty.as_primitive::<Int64Type>().value(0), 0);
             } else {
                 assert!(empty.is_null(0), "{name} of nothing is null");

@@ -283,6 +283,9 @@ mod tests {
         }
     }
 
+    /// A named way to draw test values.
+    type Shape = (&'static str, Box<dyn Fn(&mut Rng) -> f64>);
+
     /// The value of rank ⌊q·(n − 1)⌋ among the sorted values, the one the sketch estimates.
     fn exact_quantile(values: &[f64], q: f64) -> f64 {
         let mut sorted = values.to_vec();
@@ -373,7 +376,7 @@ mod tests {
     #[test]
     fn quantile_error_on_sensor_like_data() {
         let mut rng = Rng(7);
-        let shapes: [(&str, Box<dyn Fn(&mut Rng) -> f64>); 3] = [
+        let shapes: [Shape; 3] = [
             (
                 "uniform 15..35",
                 Box::new(|r: &mut Rng| 15.0 + 20.0 * r.unit()),
