@@ -508,11 +508,23 @@ fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
         published, MESSAGES as u64,
         "the sink reports every row acknowledged"
     );
-    wait_for(
-        "every message after the restart",
-        Duration::from_secs(120),
-        || distinct_keys(&pipeline.main.batches()).0.len() >= MESSAGES,
-    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (keys, total) = distinct_keys(&pipeline.main.batches());
+        if keys.len() >= MESSAGES {
+            break;
+        }
+        if Instant::now() > deadline {
+            let missing: Vec<_> = expected.difference(&keys).take(10).collect();
+            panic!(
+                "after 120 s: {} distinct of {MESSAGES} ({total} rows), first missing {missing:?}, source {:?}\nbroker log:\n{}",
+                keys.len(),
+                pipeline.metrics.snapshot(),
+                broker.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let (keys, total) = distinct_keys(&pipeline.main.batches());
     let reconnects = pipeline.value("reconnects");
     drop(pipeline);

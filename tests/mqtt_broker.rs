@@ -123,6 +123,13 @@ impl Broker {
     /// Starts a broker of the given kind on a free port.
     pub fn start(security: Security) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
+        // Run as root, mosquitto switches to the `mosquitto` user, which must be able to write
+        // its persistence file and log here and read the certificates.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("open up the broker folder");
         let certs = (security != Security::Plain).then(|| Certificates::generate(dir.path()));
         let mut broker = Self {
             dir,

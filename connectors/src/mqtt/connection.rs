@@ -138,8 +138,8 @@ pub fn broker_name(settings: &BrokerSettings) -> String {
 
 /// A connection error in words, with a hint where one helps.
 pub fn describe(error: &ConnectionError) -> String {
-    match error {
-        ConnectionError::ConnectionRefused(code) => match code {
+    if let ConnectionError::ConnectionRefused(code) = error {
+        return match code {
             ConnectReturnCode::BadUserNamePassword => {
                 "the broker refused the user name or password".into()
             }
@@ -154,65 +154,63 @@ pub fn describe(error: &ConnectionError) -> String {
             }
             ConnectReturnCode::ServiceUnavailable => "the broker is unavailable".into(),
             ConnectReturnCode::Success => "connected".into(),
-        },
-        ConnectionError::Tls(tls) => {
-            let text = tls.to_string();
-            if text.contains("UnknownIssuer") || text.contains("BadSignature") {
-                format!(
-                    "TLS: the broker's certificate is not signed by the configured CA (tls.ca) ({text})"
-                )
-            } else if text.contains("NotValidForName") {
-                format!("TLS: the broker's certificate is not valid for this host name ({text})")
-            } else if text.contains("CertificateRequired") || text.contains("HandshakeFailure") {
-                format!(
-                    "TLS: the broker requires a client certificate (set tls.cert and tls.key) or rejected ours ({text})"
-                )
-            } else {
-                format!("TLS: {text}")
-            }
-        }
-        ConnectionError::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => {
-                "connection refused (is the broker running?)".into()
-            }
-            _ => format!("{io}"),
-        },
-        ConnectionError::NetworkTimeout => "timed out connecting".into(),
-        other => other.to_string(),
+        };
+    }
+    // TLS problems come as rustls errors, directly or inside I/O and protocol errors.
+    let text = error.to_string();
+    let has = |needle: &str| text.contains(needle);
+    if has("UnknownIssuer") || has("BadSignature") {
+        format!(
+            "TLS: the broker's certificate is not signed by the configured CA (tls.ca) ({text})"
+        )
+    } else if has("NotValidForName") {
+        format!("TLS: the broker's certificate is not valid for this host name ({text})")
+    } else if has("CertificateRequired") {
+        format!("TLS: the broker requires a client certificate; set tls.cert and tls.key ({text})")
+    } else if has("BadCertificate") || has("UnknownCA") || has("CertificateUnknown") {
+        format!(
+            "TLS: the broker rejected our client certificate (signed by a CA it does not trust?) ({text})"
+        )
+    } else if let ConnectionError::Io(io) = error
+        && io.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        "connection refused (is the broker running?)".into()
+    } else if let ConnectionError::NetworkTimeout = error {
+        "timed out connecting".into()
+    } else {
+        text
     }
 }
 
 /// Whether an error before the first successful connection means the configuration is
 /// wrong (retrying cannot help) rather than the broker being away.
 pub fn is_configuration_error(error: &ConnectionError) -> bool {
-    match error {
-        ConnectionError::ConnectionRefused(code) => matches!(
+    if let ConnectionError::ConnectionRefused(code) = error {
+        return matches!(
             code,
             ConnectReturnCode::BadUserNamePassword
                 | ConnectReturnCode::NotAuthorized
                 | ConnectReturnCode::BadClientId
                 | ConnectReturnCode::RefusedProtocolVersion
-        ),
-        ConnectionError::Tls(tls) => {
-            let text = tls.to_string();
-            // Certificate problems on either side; a plain I/O error during the handshake
-            // (broker restarting) is not one.
-            !matches!(tls, rumqttc::TlsError::Io(_))
-                || text.contains("certificate")
-                || text.contains("Certificate")
-        }
-        // A TLS peer that closes the handshake because it did not like our certificate
-        // shows up as an I/O error carrying a TLS alert.
-        ConnectionError::Io(io) => {
-            let text = io.to_string();
-            text.contains("CertificateRequired")
-                || text.contains("BadCertificate")
-                || text.contains("UnknownCA")
-                || text.contains("HandshakeFailure")
-                || text.contains("invalid peer certificate")
-        }
-        _ => false,
+        );
     }
+    // Certificate problems on either side surface as rustls errors, either directly or
+    // wrapped in an I/O error (a TLS 1.3 broker rejects our certificate, or its absence,
+    // with an alert after the handshake, while we read the CONNACK).
+    let text = format!("{error} {error:?}");
+    [
+        "InvalidCertificate",
+        "invalid peer certificate",
+        "CertificateRequired",
+        "BadCertificate",
+        "UnknownCA",
+        "UnknownIssuer",
+        "HandshakeFailure",
+        "NoValidCertInChain",
+        "CertificateUnknown",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 /// Records a successful connection.
