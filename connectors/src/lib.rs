@@ -9,6 +9,7 @@
 //! | `type`      | kind   | module             | reads or writes                              |
 //! |-------------|--------|--------------------|----------------------------------------------|
 //! | `file`      | source | [`file`](mod@file) | CSV, JSON lines or Parquet files             |
+//! | `http`      | source | [`http`]           | JSON readings POSTed by devices (token/mTLS) |
 //! | `mqtt`      | source | [`mqtt`]           | MQTT topics: JSON, CSV or number payloads    |
 //! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
 //! | `mqtt`      | sink   | [`mqtt`]           | rows as JSON to an MQTT topic template       |
@@ -39,6 +40,7 @@
 
 pub mod error;
 pub mod file;
+pub mod http;
 pub mod mqtt;
 pub mod parquet;
 pub mod schema_options;
@@ -115,7 +117,7 @@ pub struct SinkKind {
 
 /// Every source kind, sorted by name.
 pub fn sources() -> &'static [SourceKind] {
-    &[file::KIND, mqtt::SOURCE_KIND, simulator::KIND]
+    &[file::KIND, http::KIND, mqtt::SOURCE_KIND, simulator::KIND]
 }
 
 /// Every sink kind, sorted by name.

@@ -114,12 +114,24 @@ impl SinkInput {
 
     /// The next event, or `None` when every worker is done.
     pub async fn recv(&mut self) -> Option<SinkEvent> {
-        self.receiver.recv().await
+        let event = self.receiver.recv().await;
+        self.note_queue_depth();
+        event
     }
 
     /// Blocking form of [`Self::recv`], for sinks that write on a blocking thread.
     pub fn blocking_recv(&mut self) -> Option<SinkEvent> {
-        self.receiver.blocking_recv()
+        let event = self.receiver.blocking_recv();
+        self.note_queue_depth();
+        event
+    }
+
+    /// Records how many events still wait in the channel (the
+    /// [`QUEUE_DEPTH`](crate::ingress::QUEUE_DEPTH) value), sampled on each receive: a
+    /// channel that stays full means the sink is the bottleneck.
+    fn note_queue_depth(&self) {
+        self.metrics
+            .set_value(crate::ingress::QUEUE_DEPTH, self.receiver.len() as u64);
     }
 }
 

@@ -18,7 +18,7 @@
 //! discarded before they reach the channel.
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, RecordBatch};
 use arrow::compute::filter_record_batch;
@@ -50,6 +50,21 @@ pub(crate) struct IngressBatch {
 #[derive(Debug, thiserror::Error)]
 #[error("the pipeline is shutting down; the batch was not taken")]
 pub struct Stopped;
+
+/// Why [`SourceContext::send_within`] did not send a batch. Either way nothing of it was
+/// sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendWithinError {
+    /// The pipeline did not make room for the batch in time (it is not keeping up).
+    #[error("the pipeline did not take the batch within {0:?}")]
+    Busy(Duration),
+    /// The pipeline is ending.
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+}
+
+/// The name of the connector value holding a node's channel depth (batches queued).
+pub const QUEUE_DEPTH: &str = "queue_depth";
 
 /// Tells tasks that the pipeline should stop. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -240,8 +255,47 @@ impl SourceContext {
         };
         let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
         channel.send(batch).await.map_err(|_| Stopped)?;
+        self.note_queue_depth();
         self.wake_worker();
         Ok(())
+    }
+
+    /// [`Self::send`], giving up when the pipeline has not made room within `bound`: for
+    /// sources that must answer their peer (an HTTP client gets 503 instead of waiting).
+    ///
+    /// Room in the channel is reserved before anything is counted or sent, so a batch that
+    /// times out was not sent, in part or at all.
+    ///
+    /// # Errors
+    /// [`SendWithinError::Busy`] after `bound`; [`SendWithinError::Stopped`] when the
+    /// dataflow no longer takes rows.
+    pub async fn send_within(
+        &self,
+        rows: RecordBatch,
+        bound: Duration,
+    ) -> Result<(), SendWithinError> {
+        let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
+        let permit = match tokio::time::timeout(bound, channel.reserve()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Stopped.into()),
+            Err(_) => return Err(SendWithinError::Busy(bound)),
+        };
+        let Some(batch) = self.prepare(rows) else {
+            return Ok(());
+        };
+        permit.send(batch);
+        self.note_queue_depth();
+        self.wake_worker();
+        Ok(())
+    }
+
+    /// Records how many batches wait in the channel (the [`QUEUE_DEPTH`] value), sampled
+    /// after each send: a full channel means the dataflow is not keeping up with the source.
+    fn note_queue_depth(&self) {
+        if let Some(channel) = &self.sender.sender {
+            let queued = channel.max_capacity() - channel.capacity();
+            self.metrics.set_value(QUEUE_DEPTH, queued as u64);
+        }
     }
 
     /// [`Self::send`] for sources that read on a blocking thread (`spawn_blocking`).
@@ -254,6 +308,7 @@ impl SourceContext {
         };
         let channel = self.sender.sender.as_ref().ok_or(Stopped)?;
         channel.blocking_send(batch).map_err(|_| Stopped)?;
+        self.note_queue_depth();
         self.wake_worker();
         Ok(())
     }

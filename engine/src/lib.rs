@@ -69,7 +69,7 @@ pub use graph::{
     BatchStream, BoxFuture, DataflowOperator, Graph, Node, NodeKind, OperatorContext, Sink,
     SinkSummary, Source,
 };
-pub use ingress::{ShutdownSignal, ShutdownTrigger, SourceContext, Stopped};
+pub use ingress::{SendWithinError, ShutdownSignal, ShutdownTrigger, SourceContext, Stopped};
 pub use memory::MemoryBudget;
 pub use metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
 pub use runtime::{RunOptions, RunReport, run};

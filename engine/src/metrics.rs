@@ -127,7 +127,13 @@ impl NodeMetrics {
     /// Sets a connector-specific value, such as an MQTT source's `connected` (1 or 0).
     pub fn set_value(&self, name: &str, value: u64) {
         let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
-        values.insert(name.to_string(), value);
+        // Sources and sinks set values once per batch: no allocation once the name exists.
+        match values.get_mut(name) {
+            Some(slot) => *slot = value,
+            None => {
+                values.insert(name.to_string(), value);
+            }
+        }
     }
 
     /// Adds to a connector-specific counter, such as `reconnects`.

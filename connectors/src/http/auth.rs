@@ -39,7 +39,9 @@ pub enum AuthError {
         got: usize,
     },
     /// Two devices share a token, so a write could not be told apart.
-    #[error("the same token is given to devices '{first}' and '{second}'; every device needs its own")]
+    #[error(
+        "the same token is given to devices '{first}' and '{second}'; every device needs its own"
+    )]
     Shared {
         /// One device.
         first: String,

@@ -53,7 +53,9 @@ impl BodyFormat {
             .to_ascii_lowercase();
         match essence.as_str() {
             "application/json" => Some(Self::Json),
-            "application/x-ndjson" | "application/jsonl" | "application/json-lines"
+            "application/x-ndjson"
+            | "application/jsonl"
+            | "application/json-lines"
             | "application/x-jsonlines" => Some(Self::JsonLines),
             _ => None,
         }
@@ -297,7 +299,9 @@ impl RecordDecoder {
                         Ok(Parsed::Other(what)) => builder.out.errors.push(RecordError {
                             record: line_number,
                             reason: "malformed_json",
-                            message: format!("line {line_number}: expected a JSON object, got {what}"),
+                            message: format!(
+                                "line {line_number}: expected a JSON object, got {what}"
+                            ),
                         }),
                         Err(error) => builder.out.errors.push(RecordError {
                             record: line_number,
@@ -321,7 +325,11 @@ impl RecordDecoder {
         }
         let mut out = builder.out;
         if valid > 0 {
-            let arrays = builder.columns.iter_mut().map(ColumnBuilder::finish).collect();
+            let arrays = builder
+                .columns
+                .iter_mut()
+                .map(ColumnBuilder::finish)
+                .collect();
             // The columns are built from the schema's own field types, so this cannot fail;
             // should it anyway, the records are reported instead of panicking.
             match RecordBatch::try_new(self.schema.clone(), arrays) {
@@ -349,10 +357,7 @@ fn syntax_message(place: &str, error: &serde_json::Error, line: Option<&[u8]>) -
         None => text.as_str(),
     };
     match line {
-        Some(_) => format!(
-            "{place}, column {}: invalid JSON: {what}",
-            error.column()
-        ),
+        Some(_) => format!("{place}, column {}: invalid JSON: {what}", error.column()),
         None => format!(
             "{place} is not valid JSON: {what} at line {} column {}",
             error.line(),
@@ -387,7 +392,9 @@ impl<'a> Builder<'_, 'a> {
                     error.get_or_insert(RecordError {
                         record,
                         reason: "wrong_type",
-                        message: format!("{place}: field '{name}' ({field_type}) cannot hold {shown}"),
+                        message: format!(
+                            "{place}: field '{name}' ({field_type}) cannot hold {shown}"
+                        ),
                     });
                     typed.push(Typed::Null);
                 }
@@ -668,7 +675,10 @@ struct FieldSeed<'f>(&'f [(String, FieldType)]);
 impl<'de> DeserializeSeed<'de> for FieldSeed<'_> {
     type Value = Option<usize>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Option<usize>, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Option<usize>, D::Error> {
         deserializer.deserialize_str(self)
     }
 }

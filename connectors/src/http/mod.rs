@@ -120,7 +120,10 @@ impl HttpSourceConfig {
             ));
         }
         if self.body_limit_bytes() == 0 {
-            errors.push(OptionError::at("body_limit", "body_limit must be at least 1 byte"));
+            errors.push(OptionError::at(
+                "body_limit",
+                "body_limit must be at least 1 byte",
+            ));
         }
         if self.max_pending_rows == 0 {
             errors.push(OptionError::at(

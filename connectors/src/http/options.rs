@@ -186,7 +186,8 @@ pub struct HttpSourceConfig {
 impl HttpSourceConfig {
     /// `body_limit` in bytes.
     pub fn body_limit_bytes(&self) -> u64 {
-        self.body_limit.map_or(default_body_limit(), |limit| limit.0)
+        self.body_limit
+            .map_or(default_body_limit(), |limit| limit.0)
     }
 
     /// The schema as written, or [`DEFAULT_SCHEMA`].

@@ -146,11 +146,7 @@ impl HttpSource {
         let mut shutdown = ctx.shutdown();
         let pending_rows = Arc::new(AtomicUsize::new(0));
         let (batcher_sender, batcher_receiver) = mpsc::channel(4096);
-        let batcher = tokio::spawn(batcher(
-            ctx.clone(),
-            batcher_receiver,
-            pending_rows.clone(),
-        ));
+        let batcher = tokio::spawn(batcher(ctx.clone(), batcher_receiver, pending_rows.clone()));
         let shared = Arc::new(Shared {
             ctx: ctx.clone(),
             tokens: self.tokens,
@@ -203,29 +199,26 @@ impl HttpSource {
                 match acceptor {
                     None => {
                         let service = peer_service(router, Peer::default());
-                        let connection =
-                            builder.serve_connection(TokioIo::new(stream), service);
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
                         if let Err(error) = watcher.watch(connection).await {
                             debug!(%remote, "HTTP connection ended: {error}");
                         }
                     }
                     Some(acceptor) => {
-                        let stream = match tokio::time::timeout(
-                            HANDSHAKE_TIMEOUT,
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(error)) => {
-                                debug!(%remote, "TLS handshake failed: {error}");
-                                return;
-                            }
-                            Err(_) => {
-                                debug!(%remote, "TLS handshake timed out");
-                                return;
-                            }
-                        };
+                        let stream =
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => {
+                                    debug!(%remote, "TLS handshake failed: {error}");
+                                    return;
+                                }
+                                Err(_) => {
+                                    debug!(%remote, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
                         let device = stream
                             .get_ref()
                             .1
@@ -234,8 +227,7 @@ impl HttpSource {
                             .and_then(|leaf| certificate_common_name(leaf))
                             .map(Arc::<str>::from);
                         let service = peer_service(router, Peer { device });
-                        let connection =
-                            builder.serve_connection(TokioIo::new(stream), service);
+                        let connection = builder.serve_connection(TokioIo::new(stream), service);
                         if let Err(error) = watcher.watch(connection).await {
                             debug!(%remote, "HTTPS connection ended: {error}");
                         }
@@ -450,14 +442,19 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
         };
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!("{given}; send application/json (an object or an array of objects) or application/x-ndjson (one object per line)"),
+            format!(
+                "{given}; send application/json (an object or an array of objects) or application/x-ndjson (one object per line)"
+            ),
         );
     };
 
     // 3. The body, never more than body_limit (chunked bodies have no Content-Length).
-    let bytes = match Limited::new(body, usize::try_from(shared.body_limit).unwrap_or(usize::MAX))
-        .collect()
-        .await
+    let bytes = match Limited::new(
+        body,
+        usize::try_from(shared.body_limit).unwrap_or(usize::MAX),
+    )
+    .collect()
+    .await
     {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
@@ -525,9 +522,8 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .iter()
                 .any(|e| e.record == 0 && e.message.contains("trailing characters"))
         {
-            body["hint"] = json!(
-                "for one JSON object per line, send Content-Type: application/x-ndjson"
-            );
+            body["hint"] =
+                json!("for one JSON object per line, send Content-Type: application/x-ndjson");
         }
         return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
     }

@@ -15,11 +15,9 @@ fn config(text: &str) -> HttpSourceConfig {
 }
 
 fn decoder(identity_checked: bool) -> RecordDecoder {
-    let checked = config(
-        "listen = \"127.0.0.1:0\"\ntokens = { \"d1\" = \"secret\" }\n",
-    )
-    .check()
-    .expect("valid");
+    let checked = config("listen = \"127.0.0.1:0\"\ntokens = { \"d1\" = \"secret\" }\n")
+        .check()
+        .expect("valid");
     RecordDecoder::new(
         checked.schema.fields.clone(),
         checked.schema.event_time,
@@ -64,10 +62,17 @@ fn bad_options_name_their_path() {
     .check()
     .expect_err("no device field");
     assert_eq!(errors[0].path, ["device_field"]);
-    assert!(errors[0].message.contains("'device_id'"), "{}", errors[0].message);
+    assert!(
+        errors[0].message.contains("'device_id'"),
+        "{}",
+        errors[0].message
+    );
 
-    let parsed: Result<HttpSourceConfig, _> =
-        parse_options("listen = \"127.0.0.1:1\"\nbody_limit = \"lots\"\n".parse().unwrap());
+    let parsed: Result<HttpSourceConfig, _> = parse_options(
+        "listen = \"127.0.0.1:1\"\nbody_limit = \"lots\"\n"
+            .parse()
+            .unwrap(),
+    );
     assert_eq!(parsed.expect_err("bad size").path, ["body_limit"]);
 }
 
@@ -84,7 +89,11 @@ fn anonymous_writes_need_saying_so() {
 fn tokens_come_from_a_file_or_an_inline_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokens");
-    std::fs::write(&path, "# token device\nt-1 device-1\n\n  t-2   device-2  \n").unwrap();
+    std::fs::write(
+        &path,
+        "# token device\nt-1 device-1\n\n  t-2   device-2  \n",
+    )
+    .unwrap();
     let table = TokenTable::load(&TokenSource::File(path.clone())).expect("file");
     assert_eq!(table.device("t-1"), Some("device-1"));
     assert_eq!(table.device("t-2"), Some("device-2"));
@@ -95,7 +104,11 @@ fn tokens_come_from_a_file_or_an_inline_table() {
     assert!(error.to_string().contains("line 2"), "{error}");
 
     let inline = TokenSource::Inline(
-        [("a".to_string(), "same".to_string()), ("b".to_string(), "same".to_string())].into(),
+        [
+            ("a".to_string(), "same".to_string()),
+            ("b".to_string(), "same".to_string()),
+        ]
+        .into(),
     );
     assert!(TokenTable::load(&inline).is_err(), "shared token");
     let missing = TokenTable::load(&TokenSource::File(dir.path().join("nope")));
@@ -141,7 +154,11 @@ fn an_object_an_array_and_json_lines_decode_to_rows() {
     );
     assert!(array.errors.is_empty(), "{:?}", array.errors);
     let rows = array.rows.expect("rows");
-    let values = rows.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+    let values = rows
+        .column(1)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
     assert_eq!(values.values().to_vec(), vec![1.0, 2.5]);
     let times = rows
         .column(2)
@@ -158,7 +175,11 @@ fn an_object_an_array_and_json_lines_decode_to_rows() {
     );
     assert!(lines.errors.is_empty(), "{:?}", lines.errors);
     let rows = lines.rows.expect("rows");
-    let ids = rows.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+    let ids = rows
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
     assert_eq!(ids.value(1), "d1", "escaped text is decoded");
     assert!(rows.column(1).is_null(1));
 }
@@ -198,22 +219,49 @@ not json\n\
         decoded.errors[1].message,
         "line 3: no value for the event-time field 'timestamp'"
     );
-    assert!(decoded.errors[2].message.starts_with("line 4, column"), "{}", decoded.errors[2].message);
-    assert_eq!(decoded.errors[3].message, "line 5: expected a JSON object, got an array");
+    assert!(
+        decoded.errors[2].message.starts_with("line 4, column"),
+        "{}",
+        decoded.errors[2].message
+    );
+    assert_eq!(
+        decoded.errors[3].message,
+        "line 5: expected a JSON object, got an array"
+    );
     assert!(decoded.errors[4].message.contains("an object"));
 }
 
 #[test]
 fn a_broken_json_document_is_invalid_as_a_whole() {
     let d = decoder(false);
-    let decoded = d.decode(br#"[{"device_id": "d1", "value": 1,"#, BodyFormat::Json, None, 0);
+    let decoded = d.decode(
+        br#"[{"device_id": "d1", "value": 1,"#,
+        BodyFormat::Json,
+        None,
+        0,
+    );
     assert_eq!(decoded.valid(), 0);
     assert_eq!(decoded.errors.len(), 1);
     assert_eq!(decoded.errors[0].record, 0);
-    assert!(decoded.errors[0].message.starts_with("the body is not valid JSON"), "{}", decoded.errors[0].message);
+    assert!(
+        decoded.errors[0]
+            .message
+            .starts_with("the body is not valid JSON"),
+        "{}",
+        decoded.errors[0].message
+    );
 
-    let two_objects = d.decode(b"{\"timestamp\": 1}\n{\"timestamp\": 2}", BodyFormat::Json, None, 0);
-    assert!(two_objects.errors[0].message.contains("trailing characters"));
+    let two_objects = d.decode(
+        b"{\"timestamp\": 1}\n{\"timestamp\": 2}",
+        BodyFormat::Json,
+        None,
+        0,
+    );
+    assert!(
+        two_objects.errors[0]
+            .message
+            .contains("trailing characters")
+    );
 
     let empty = d.decode(b"[]", BodyFormat::Json, None, 0);
     assert_eq!(empty.errors[0].message, "the body is an empty JSON array");
@@ -238,8 +286,16 @@ fn a_device_writes_only_its_own_readings() {
         "line 3: field 'device_id' is \"d2\", but the credentials are those of device 'd1'"
     );
     let rows = decoded.rows.expect("rows");
-    let ids = rows.column(0).as_any().downcast_ref::<StringArray>().unwrap();
-    assert_eq!(ids.value(1), "d1", "a record without a device gets the caller's");
+    let ids = rows
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap();
+    assert_eq!(
+        ids.value(1),
+        "d1",
+        "a record without a device gets the caller's"
+    );
 }
 
 #[test]
@@ -254,7 +310,12 @@ fn arrival_time_fills_a_missing_event_time() {
         checked.schema.schema.clone(),
         true,
     );
-    let decoded = d.decode(br#"{"device_id": "x", "value": 1}"#, BodyFormat::Json, None, 42);
+    let decoded = d.decode(
+        br#"{"device_id": "x", "value": 1}"#,
+        BodyFormat::Json,
+        None,
+        42,
+    );
     let rows = decoded.rows.expect("rows");
     let times = rows
         .column(2)

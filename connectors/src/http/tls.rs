@@ -77,9 +77,9 @@ pub fn server_config(
             } else {
                 verifier
             };
-            let verifier = verifier
-                .build()
-                .map_err(|error| TlsError::Rustls(format!("client CA '{}': {error}", ca.display())))?;
+            let verifier = verifier.build().map_err(|error| {
+                TlsError::Rustls(format!("client CA '{}': {error}", ca.display()))
+            })?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
