@@ -527,6 +527,7 @@ fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
     }
     let (keys, total) = distinct_keys(&pipeline.main.batches());
     let reconnects = pipeline.value("reconnects");
+    let session_lost = pipeline.value("session_lost");
     drop(pipeline);
     assert!(
         during < MESSAGES,
@@ -534,6 +535,7 @@ fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
     );
     assert_eq!(keys, expected, "every (device, ts) arrived");
     assert!(reconnects >= 1, "the source reconnected");
+    assert_eq!(session_lost, 0, "the broker saved our session when it stopped");
     // At least once: redelivery after the restart may repeat a few messages, never many.
     assert!(total - MESSAGES <= 5_000, "{} duplicates", total - MESSAGES);
 }
