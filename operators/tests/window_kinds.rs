@@ -216,7 +216,7 @@ fn sliding_windows_give_one_row_per_event_and_late_rows_are_counted() {
 const AGGREGATES: &str = "n = \"count()\", n_t = \"count(temperature)\", \
     s = \"sum(temperature)\", lo = \"min(temperature)\", hi = \"max(level)\", \
     avg = \"mean(level)\", hot = \"count_if(temperature > 30)\", \
-    r = \"count(100 / (level % 7))\"";
+    r = \"count(100 / (level % 7))\", f = \"first(level)\", l = \"last(level)\"";
 
 /// The group keys of each grouping mode the proptests draw from.
 const GROUPINGS: [&[&str]; 4] = [&[], &["device_id"], &["zone"], &["device_id", "flag"]];
@@ -258,6 +258,9 @@ fn aggregates(rows: &[&Reading]) -> Vec<Value> {
                 .count() as i64,
         ),
         Value::Int(levels.iter().filter(|l| *l % 7 != 0).count() as i64),
+        // Rows come sorted by time, equal times in arrival order.
+        levels.first().copied().map_or(Value::Null, Value::Int),
+        levels.last().copied().map_or(Value::Null, Value::Int),
     ]
 }
 

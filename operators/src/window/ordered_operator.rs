@@ -71,6 +71,7 @@ impl DataflowOperator for OrderedWindow {
             .expect("the planner gives a 'window' operator exactly one input");
         let plan = self.plan.clone();
         let metrics = ctx.metrics.clone();
+        let memory = ctx.memory.clone();
         // One reporter per aggregate that reads an expression, as in the aligned window.
         let mut reporters: Vec<Option<ErrorReporter>> = plan
             .aggregates
@@ -94,7 +95,8 @@ impl DataflowOperator for OrderedWindow {
             drop(initial);
             let mut state = OrderedWindows::new(plan.clone()).expect(BUG);
             let mut held: Option<Capability<EventTime>> = None;
-            let mut reported_rows = 0usize;
+            // The state size last reported to the metrics and the pipeline's memory budget.
+            let (mut reported_rows, mut reported_bytes) = (0usize, 0usize);
             move |frontiers| {
                 let mut windows = windows.activate();
                 let mut late = late.activate();
@@ -144,11 +146,13 @@ impl DataflowOperator for OrderedWindow {
                     held = None;
                 }
 
-                let rows = state.state_rows();
-                if rows != reported_rows {
-                    metrics.add_state_rows(rows as i64 - reported_rows as i64);
-                    reported_rows = rows;
-                }
+                // The state counts towards `memory_limit`, but these windows shed nothing
+                // when it is exceeded: their state is bounded by keys and the watermark lag.
+                let (rows, bytes) = (state.state_rows(), state.state_bytes());
+                metrics.add_state_rows(rows as i64 - reported_rows as i64);
+                metrics.add_state_bytes(bytes as i64 - reported_bytes as i64);
+                memory.adjust(reported_bytes as u64, bytes as u64);
+                (reported_rows, reported_bytes) = (rows, bytes);
             }
         });
         vec![window_stream, late_stream]

@@ -221,6 +221,38 @@ impl OrderedWindows {
             }
     }
 
+    /// An estimate of the bytes held: buffered and retained rows, keys, open windows.
+    pub(crate) fn state_bytes(&self) -> usize {
+        const PER_KEY: usize = 64;
+        const PER_AGGREGATE: usize = 16;
+        let buffered: usize = self
+            .pending
+            .iter()
+            .map(|b| b.rows.get_array_memory_size())
+            .sum();
+        let keys = self.keys.len() * PER_KEY + self.key_values.bytes();
+        let windows = match &self.state {
+            KindState::Session { open, .. } | KindState::Count { open, .. } => {
+                open.slots * PER_AGGREGATE * self.plan.aggregates.len()
+                    + open.by_key.len() * std::mem::size_of::<Option<Open>>()
+                    + open
+                        .accumulators
+                        .iter()
+                        .map(Accumulator::heap_bytes)
+                        .sum::<usize>()
+            }
+            KindState::Sliding { history, .. } => history.as_ref().map_or(0, |h| {
+                h.times.len() * 12
+                    + h.args
+                        .iter()
+                        .flatten()
+                        .map(|a| a.get_array_memory_size())
+                        .sum::<usize>()
+            }),
+        };
+        buffered + keys + windows
+    }
+
     /// Whether some output is still to come without any further input: buffered rows or open
     /// windows. (Rows a sliding window retains only matter to rows still to come.)
     pub(crate) fn needs_capability(&self) -> bool {
@@ -285,6 +317,22 @@ impl OrderedWindows {
     ) -> Result<Option<RecordBatch>, ArrowError> {
         self.expression_errors.fill(0);
         let bound = watermark.map(to_time);
+        let output = self.feed(bound)?;
+        if bound.is_none() {
+            // Nothing can come after the end of input: forget the keys too.
+            self.keys = self.encoder.table();
+            self.key_values = KeyValues::new(self.plan.keys.len());
+            if let KindState::Session { open, .. } | KindState::Count { open, .. } = &mut self.state
+            {
+                *open = OpenWindows::new(&self.plan);
+            }
+        }
+        Ok(output)
+    }
+
+    /// Feeds the buffered rows below `bound` (all with `None`) to the windows; returns the
+    /// windows that closed.
+    fn feed(&mut self, bound: Option<i64>) -> Result<Option<RecordBatch>, ArrowError> {
         let ready = self.take_ready(bound)?;
         let prepared = match &ready {
             Some(rows) => Some(self.prepare(rows)?),

@@ -69,6 +69,15 @@ impl KeyValues {
         Ok(())
     }
 
+    /// Bytes held by the key values.
+    pub(super) fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .flat_map(|(_, columns)| columns)
+            .map(|c| c.get_array_memory_size())
+            .sum()
+    }
+
     /// The key columns of `ids`.
     fn take(&self, ids: impl Iterator<Item = u32>) -> Result<Vec<ArrayRef>, ArrowError> {
         if self.columns == 0 {

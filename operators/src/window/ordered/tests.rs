@@ -109,6 +109,7 @@ fn late_and_timeless_rows_are_split_off_and_the_rest_waits_for_the_watermark() {
     assert_eq!(windows.expression_errors(), [0, 0, 0]);
     assert_eq!(summary(windows.advance(None).unwrap()), [(20, 30, None, 1)]);
     assert_eq!(windows.state_rows(), 0);
+    assert_eq!(windows.state_bytes(), 0);
     assert!(!windows.needs_capability());
 }
 
@@ -123,7 +124,13 @@ fn slots_of_closed_windows_are_reused_and_keys_keep_their_values() {
             .unwrap();
         emitted.extend(summary(windows.advance(Some(step as u64 + 1)).unwrap()));
     }
+    let KindState::Count { open, .. } = &windows.state else {
+        unreachable!()
+    };
+    assert!(open.slots <= 3, "{} slots for 3 keys", open.slots);
+    assert!(windows.state_bytes() > 0);
     emitted.extend(summary(windows.advance(None).unwrap()));
+    assert_eq!(windows.state_bytes(), 0);
     // 17 rows of x, 17 of y and 16 of z: 9 + 9 + 8 windows, the last of x and y partial.
     assert_eq!(emitted.len(), 26);
     assert_eq!(emitted.iter().map(|w| w.3).sum::<i64>(), 50);
@@ -132,10 +139,6 @@ fn slots_of_closed_windows_are_reused_and_keys_keep_their_values() {
         emitted[emitted.len() - 2..],
         [(48, 48, Some("x".into()), 1), (49, 49, Some("y".into()), 1)]
     );
-    let KindState::Count { open, .. } = &windows.state else {
-        unreachable!()
-    };
-    assert!(open.slots <= 3, "{} slots for 3 keys", open.slots);
 }
 
 #[test]
