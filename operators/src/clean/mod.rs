@@ -1,71 +1,100 @@
-//! The `clean` operator: drops rows with missing or implausible readings.
+//! The `clean` operator: repairs what can be repaired in sensor rows and rejects the rest,
+//! never silently.
 //!
 //! Use it right after a source, before anything aggregates: a sensor that reports `null`,
-//! `NaN` or a physically impossible value (a temperature of 3000 °C) should not skew a mean.
+//! `NaN`, a physically impossible value, a jump no real temperature makes, the same reading
+//! twice (MQTT QoS 1 redelivery), timestamps in five formats or Fahrenheit next to Celsius
+//! should not skew a mean.
 //!
 //! ```toml
 //! [operators.clean]
 //! type = "clean"
 //! inputs = ["sensors"]
-//! drop_null = ["temperature"]
-//! drop_outside = { temperature = [-40.0, 125.0], humidity = [0.0, 100.0] }
+//! key = ["device_id"]
+//! timestamps = { reported = { formats = ["rfc3339", "epoch"] } }
+//! normalize = { status = { trim = true, case = "lower", map = { "1" = "on" } } }
+//! convert = { temperature = { from = "degF", to = "degC" } }
+//! drop_null = ["device_id"]
+//! drop_outside = { temperature = [-40.0, 125.0] }
+//! clip = { humidity = [0.0, 100.0] }
+//! dedup = { horizon = "10m" }
+//! max_rate_of_change = { temperature = 2.0 }
+//! fill = { humidity = { method = "previous", max_gap = "5m" } }
 //! ```
 //!
-//! * `drop_null`: a row whose value in any listed field is null, or NaN for a float field, is
-//!   dropped and counted as `null_field`.
-//! * `drop_outside`: a row whose value in a listed numeric field lies outside the inclusive
-//!   range `[min, max]` is dropped and counted as `out_of_range`. Null and NaN values pass this
-//!   rule (list the field in `drop_null` to drop them too).
+//! # Order of the rules
 //!
-//! Each dropped row is counted once, under the first rule it fails (`drop_null` first). The
-//! operator works a column at a time with Arrow kernels, keeps rows on the worker they arrive
-//! on (no exchange), and passes batches whose rows all survive through without copying. Its
-//! output schema is its input schema, metadata included.
+//! Each row goes through the rules in this order, whatever the order in the file:
+//!
+//! 1. `timestamps`, `normalize`, `convert`, `calibrate`: transforms (a timestamp no format
+//!    reads rejects the row as `bad_timestamp`);
+//! 2. `drop_null` (`null_field`), `drop_outside` (`out_of_range`), `clip` (counted as
+//!    `clipped`), on the transformed values;
+//! 3. per key, in arrival order: `dedup` (`duplicate`), `max_rate_of_change`
+//!    (`rate_of_change`), `fill` (counted as `filled`, or `unfilled` when nothing was near
+//!    enough). See [`keyed`] for the state these keep and its bounds.
+//!
+//! A rejected row is counted once, under the first rule it fails, in the node's drop counts,
+//! and leaves **unchanged** (as it arrived) through the `rejected` side output
+//! (`inputs = ["clean.rejected"]`) with a `reason` column such as `out_of_range:temperature`
+//! or `duplicate`, stamped with the watermark of its batch.
+//!
+//! Without per-key rules rows stay on their worker; with them, rows are exchanged by `key`
+//! (or, for a `dedup` alone, by the compared fields the operator does not change). Key fields
+//! may not be transformed by the same operator: routing happens before the transforms.
+//!
+//! The output schema is the input's with transformed fields retyped (`timestamps` gives
+//! `timestamp_ms`, `convert` and `calibrate` give `float64`), `timestamps.into` columns and
+//! one bool `<field>_filled` column per `fill` field appended, and the metadata kept.
 
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
 };
-use edgeflow_engine::arrow::buffer::BooleanBuffer;
-use edgeflow_engine::arrow::compute::kernels::cmp::{gt, lt};
-use edgeflow_engine::arrow::compute::{
-    and, and_not, cast, filter_record_batch, is_not_null, or, prep_null_mask_filter,
-};
-use edgeflow_engine::arrow::datatypes::{DataType, Float64Type, SchemaRef};
+use edgeflow_engine::arrow::compute::{cast, filter_record_batch};
+use edgeflow_engine::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use edgeflow_engine::arrow::error::ArrowError;
-use edgeflow_engine::{BatchStream, DataflowOperator, OperatorContext, OptionError, parse_options};
-use serde::Deserialize;
+use edgeflow_engine::timely::container::CapacityContainerBuilder;
+use edgeflow_engine::timely::dataflow::channels::pact::{ParallelizationContract, Pipeline};
+use edgeflow_engine::timely::dataflow::operators::generic::OutputBuilder;
+use edgeflow_engine::timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use edgeflow_engine::{
+    Batch, BatchStream, DataflowOperator, EventTime, OperatorContext, OptionError, key_exchange,
+    parse_options,
+};
 
-use crate::fields::{Numeric, error_at, lookup, numeric, single_input, type_name};
-use crate::options::OrderedMap;
-use crate::row_local::map_batches;
 use crate::{OperatorConfig, OperatorKind};
+
+mod config;
+pub mod keyed;
+mod rowwise;
+mod timestamps;
+mod units;
+
+pub use config::{
+    CalibrateSpec, CleanConfig, ConvertSpec, DedupSpec, FillSpec, NormalizeSpec, NumberOrField,
+    TimestampSpec,
+};
+use keyed::{KeyedPlan, KeyedState};
+use rowwise::{ClipRule, LinearRule, NormalizeRule, NullRule, RangeRule};
+use timestamps::TimestampParser;
 
 /// The `clean` operator kind.
 pub const KIND: OperatorKind = OperatorKind {
     name: "clean",
-    summary: "Drops rows whose fields are null, NaN or outside a range",
+    summary: "Repairs or rejects dirty rows: nulls, ranges, duplicates, jumps, units, formats",
     parse,
 };
 
+/// Name of the side output carrying rejected rows.
+pub const REJECTED: &str = "rejected";
+
+/// Name of the column of the `rejected` side output saying why.
+pub const REASON: &str = "reason";
+
 fn parse(table: toml::Table) -> Result<Box<dyn OperatorConfig>, OptionError> {
     Ok(Box::new(parse_options::<CleanConfig>(table)?))
-}
-
-/// Options of a `clean` operator. At least one rule must be given.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CleanConfig {
-    /// Fields that must hold a value: a row whose value in any of them is null (or NaN, for a
-    /// float field) is dropped and counted as `null_field`. Fields of any type. Default: none.
-    #[serde(default)]
-    pub drop_null: Vec<String>,
-    /// Inclusive `[min, max]` range per numeric field: a row whose value lies outside is
-    /// dropped and counted as `out_of_range`. Null and NaN values pass this rule. Integer
-    /// fields are compared exactly (`[0.5, 10.5]` keeps 1 to 10). Default: none.
-    #[serde(default)]
-    pub drop_outside: OrderedMap<[f64; 2]>,
 }
 
 impl OperatorConfig for CleanConfig {
@@ -74,258 +103,284 @@ impl OperatorConfig for CleanConfig {
     }
 }
 
-impl CleanConfig {
-    /// Checks the options against the input schema and returns the operator.
-    ///
-    /// # Errors
-    /// Every problem found, each with the path of the option at fault.
-    pub fn build(&self, inputs: &[SchemaRef]) -> Result<Clean, Vec<OptionError>> {
-        let schema = single_input("clean", inputs).map_err(|e| vec![e])?;
-        let mut errors = Vec::new();
-        if self.drop_null.is_empty() && self.drop_outside.is_empty() {
-            errors.push(
-                OptionError::at("", "a 'clean' operator needs at least one rule").with_hint(
-                    "add drop_null = [\"field\"] or drop_outside = { field = [min, max] }",
-                ),
-            );
-        }
-
-        let mut null_rules: Vec<NullRule> = Vec::new();
-        for (position, name) in self.drop_null.iter().enumerate() {
-            let position = position.to_string();
-            match lookup(schema, name, &["drop_null", &position]) {
-                Ok((column, field)) => {
-                    if null_rules.iter().all(|rule| rule.column != column) {
-                        null_rules.push(NullRule {
-                            column,
-                            nan_too: numeric(field.data_type()) == Some(Numeric::Float),
-                        });
-                    }
-                }
-                Err(error) => errors.push(error),
-            }
-        }
-
-        let mut range_rules: Vec<RangeRule> = Vec::new();
-        for (name, &[min, max]) in self.drop_outside.iter() {
-            let path = ["drop_outside", name];
-            let (column, field) = match lookup(schema, name, &path) {
-                Ok(found) => found,
-                Err(error) => {
-                    errors.push(error);
-                    continue;
-                }
-            };
-            let Some(class) = numeric(field.data_type()) else {
-                errors.push(
-                    error_at(
-                        &path,
-                        format!(
-                            "cannot check the range of {} field '{name}'",
-                            type_name(field.data_type())
-                        ),
-                    )
-                    .with_hint("drop_outside takes numeric (int or float) fields"),
-                );
-                continue;
-            };
-            if min.is_nan() || max.is_nan() {
-                let bad = if min.is_nan() { "0" } else { "1" };
-                errors.push(error_at(
-                    &["drop_outside", name, bad],
-                    format!("range bounds of '{name}' must be numbers, not NaN"),
-                ));
-                continue;
-            }
-            if min > max {
-                errors.push(
-                    error_at(
-                        &path,
-                        format!("empty range [{min}, {max}] for '{name}': min is above max"),
-                    )
-                    .with_hint(format!("did you mean [{max}, {min}]?")),
-                );
-                continue;
-            }
-            range_rules.push(match class {
-                Numeric::Float => RangeRule::Float { column, min, max },
-                // Float-to-int `as` saturates, so infinite bounds become i64::MIN / MAX.
-                Numeric::Int => RangeRule::Int {
-                    column,
-                    min: min.ceil() as i64,
-                    max: max.floor() as i64,
-                },
-            });
-        }
-
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        Ok(Clean {
-            schema: inputs[0].clone(),
-            null_rules,
-            range_rules,
-        })
-    }
+/// A reason a row can be rejected for: the metric it counts under and the text of the
+/// `reason` column.
+#[derive(Clone, Debug)]
+pub(crate) struct Label {
+    pub(crate) metric: &'static str,
+    pub(crate) text: String,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct NullRule {
-    column: usize,
-    /// Float fields: NaN counts as missing too.
-    nan_too: bool,
+/// `timestamps` for one field.
+#[derive(Clone, Debug)]
+pub(crate) struct TimestampRule {
+    pub(crate) input: usize,
+    pub(crate) output: usize,
+    pub(crate) parser: TimestampParser,
+    pub(crate) label: u16,
 }
 
-#[derive(Clone, Copy, Debug)]
-enum RangeRule {
-    Float { column: usize, min: f64, max: f64 },
-    Int { column: usize, min: i64, max: i64 },
+/// Everything `clean` does, resolved against the input schema.
+#[derive(Debug)]
+pub(crate) struct CleanPlan {
+    /// The input after the transforms, before the `<field>_filled` columns.
+    pub(crate) transformed_schema: SchemaRef,
+    pub(crate) output_schema: SchemaRef,
+    pub(crate) rejected_schema: SchemaRef,
+    pub(crate) event_time: Option<usize>,
+    /// Index 0 is "kept"; rules refer to the others by index.
+    pub(crate) labels: Vec<Label>,
+    pub(crate) timestamps: Vec<TimestampRule>,
+    pub(crate) normalize: Vec<NormalizeRule>,
+    pub(crate) linear: Vec<LinearRule>,
+    pub(crate) nulls: Vec<NullRule>,
+    pub(crate) ranges: Vec<RangeRule>,
+    pub(crate) clips: Vec<ClipRule>,
+    pub(crate) keyed: Option<Arc<KeyedPlan>>,
+    /// Input columns rows are exchanged by (`None`: rows stay on their worker).
+    pub(crate) exchange: Option<Vec<usize>>,
 }
 
 /// The planned `clean` operator.
 #[derive(Clone, Debug)]
 pub struct Clean {
-    schema: SchemaRef,
-    null_rules: Vec<NullRule>,
-    range_rules: Vec<RangeRule>,
+    pub(crate) plan: Arc<CleanPlan>,
+}
+
+/// The per-worker state of a [`Clean`] (empty without per-key rules).
+#[derive(Debug)]
+pub struct CleanState {
+    keyed: Option<KeyedState>,
+}
+
+/// The reason of each row of a batch, by label index (0: kept), allocated on first use.
+#[derive(Debug)]
+pub(crate) struct Reasons {
+    rows: usize,
+    labels: Option<Vec<u16>>,
+}
+
+impl Reasons {
+    fn new(rows: usize) -> Self {
+        Self { rows, labels: None }
+    }
+
+    pub(crate) fn get(&self, row: usize) -> u16 {
+        self.labels.as_ref().map_or(0, |l| l[row])
+    }
+
+    /// Rejects `row` for `label` unless an earlier rule rejected it.
+    pub(crate) fn set(&mut self, row: usize, label: u16) {
+        let rows = self.rows;
+        let slot = &mut self.labels.get_or_insert_with(|| vec![0; rows])[row];
+        if *slot == 0 {
+            *slot = label;
+        }
+    }
+
+    /// Rejects the kept rows where `mask` is true (null reads as false).
+    pub(crate) fn mark(&mut self, mask: &BooleanArray, label: u16) {
+        if mask.true_count() == 0 {
+            return;
+        }
+        for row in 0..mask.len() {
+            if mask.is_valid(row) && mask.value(row) {
+                self.set(row, label);
+            }
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.labels
+            .as_ref()
+            .is_some_and(|l| l.iter().any(|&x| x != 0))
+    }
 }
 
 /// What [`Clean::apply`] did to one batch.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct CleanOutcome {
-    /// The surviving rows, or `None` when none survive.
+    /// The surviving rows (output schema), or `None` when none survive.
     pub rows: Option<RecordBatch>,
-    /// Rows dropped by `drop_null`.
-    pub null_field: usize,
-    /// Rows dropped by `drop_outside` (among those `drop_null` kept).
-    pub out_of_range: usize,
+    /// The rejected rows as they arrived, with a `reason` column, or `None`.
+    pub rejected: Option<RecordBatch>,
+    /// Rejected rows per metric reason (`null_field`, `duplicate`, …), in rule order.
+    pub dropped: Vec<(&'static str, usize)>,
+    /// Values changed or noted per kind (`clipped`, `mapped`, `filled`, `unfilled`,
+    /// `uncalibrated`, `dedup_unchecked`, `evicted_keys`); zero counts are left out.
+    pub changed: Vec<(&'static str, usize)>,
+}
+
+impl CleanOutcome {
+    /// The rows dropped for `reason` (0 if none).
+    pub fn dropped(&self, reason: &str) -> usize {
+        self.dropped
+            .iter()
+            .filter(|(r, _)| *r == reason)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// The values changed for `kind` (0 if none).
+    pub fn changed(&self, kind: &str) -> usize {
+        self.changed
+            .iter()
+            .filter(|(r, _)| *r == kind)
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl Clean {
-    /// Filters one batch.
+    /// Fresh state for one worker.
+    ///
+    /// # Errors
+    /// Only if Arrow cannot encode the key types, which planning rules out.
+    pub fn new_state(&self) -> Result<CleanState, ArrowError> {
+        Ok(CleanState {
+            keyed: match &self.plan.keyed {
+                Some(plan) => Some(KeyedState::new(plan.clone())?),
+                None => None,
+            },
+        })
+    }
+
+    /// The schema of the `rejected` side output: the input's plus `reason`.
+    pub fn rejected_schema(&self) -> SchemaRef {
+        self.plan.rejected_schema.clone()
+    }
+
+    /// Cleans one batch that arrived with watermark `watermark` (its timely timestamp).
     ///
     /// # Errors
     /// Only if an Arrow kernel fails, which means the batch does not match the planned schema.
-    pub fn apply(&self, rows: RecordBatch) -> Result<CleanOutcome, ArrowError> {
-        let total = rows.num_rows();
-        // `None` stands for "every row passes", so clean batches never build a mask.
-        let mut present: Option<BooleanArray> = None;
-        for rule in &self.null_rules {
-            let column = rows.column(rule.column);
-            let mut ok = if column.null_count() > 0 {
-                Some(is_not_null(column)?)
-            } else {
-                None
-            };
-            if rule.nan_too {
-                let nan = nan_mask(&as_f64(column)?);
-                if nan.true_count() > 0 {
-                    let base = ok.unwrap_or_else(|| all_true(total));
-                    ok = Some(and_not(&base, &nan)?);
-                }
-            }
-            present = both(present, ok)?;
-        }
+    pub fn apply(
+        &self,
+        input: RecordBatch,
+        watermark: EventTime,
+        state: &mut CleanState,
+    ) -> Result<CleanOutcome, ArrowError> {
+        let plan = &self.plan;
+        let total = input.num_rows();
+        let mut reasons = Reasons::new(total);
+        let mut changed: Vec<(&'static str, usize)> = Vec::new();
+        let mut columns: Vec<ArrayRef> = input.columns().to_vec();
+        columns.resize(plan.transformed_schema.fields().len(), columns[0].clone());
 
-        let mut outside: Option<BooleanArray> = None;
-        for rule in &self.range_rules {
-            let out = match *rule {
-                RangeRule::Float { column, min, max } => {
-                    let values = as_f64(rows.column(column))?;
-                    // Arrow compares floats by IEEE total order, where NaN sorts above every
-                    // number; NaN is "missing" here, not "out of range", so it is masked out.
-                    let out = or(
-                        &lt(&values, &Float64Array::new_scalar(min))?,
-                        &gt(&values, &Float64Array::new_scalar(max))?,
-                    )?;
-                    and_not(&null_as_false(out), &nan_mask(&values))?
-                }
-                RangeRule::Int { column, min, max } => {
-                    let values = cast(rows.column(column), &DataType::Int64)?;
-                    let out = or(
-                        &lt(&values, &Int64Array::new_scalar(min))?,
-                        &gt(&values, &Int64Array::new_scalar(max))?,
-                    )?;
-                    // Null values compare to null, and a null here means "keep".
-                    null_as_false(out)
+        for rule in &plan.timestamps {
+            let (parsed, failed) = rule.parser.parse_column(input.column(rule.input))?;
+            for row in failed {
+                reasons.set(row, rule.label);
+            }
+            columns[rule.output] = parsed;
+        }
+        for rule in &plan.normalize {
+            let (column, mapped) = rowwise::normalize(rule, &columns[rule.column])?;
+            columns[rule.column] = column;
+            changed.push(("mapped", mapped));
+        }
+        for rule in &plan.linear {
+            let (column, missing) = rowwise::linear(rule, &columns)?;
+            let target = match rule {
+                LinearRule::Convert { column, .. } | LinearRule::Calibrate { column, .. } => {
+                    *column
                 }
             };
-            if out.true_count() > 0 {
-                outside = Some(match outside {
-                    Some(previous) => or(&previous, &out)?,
-                    None => out,
-                });
-            }
+            columns[target] = column;
+            changed.push(("uncalibrated", missing));
+        }
+        for rule in &plan.nulls {
+            rowwise::check_null(rule, &columns, &mut reasons)?;
+        }
+        for rule in &plan.ranges {
+            rowwise::check_range(rule, &columns, &mut reasons)?;
+        }
+        for rule in &plan.clips {
+            let (column, clipped) = rowwise::clip(rule, &columns[rule.column])?;
+            columns[rule.column] = column;
+            changed.push(("clipped", clipped));
         }
 
-        let after_null = present.as_ref().map_or(total, BooleanArray::true_count);
-        let keep = match (present, outside) {
-            (None, None) => None,
-            (Some(present), None) => Some(present),
-            (None, Some(outside)) => Some(BooleanArray::new(!outside.values(), None)),
-            (Some(present), Some(outside)) => Some(and_not(&present, &outside)?),
-        };
-        let kept = keep.as_ref().map_or(total, BooleanArray::true_count);
-        let rows = match keep {
-            _ if kept == 0 => None,
-            Some(keep) if kept < total => Some(filter_record_batch(&rows, &keep)?),
-            _ => Some(rows),
-        };
+        if let (Some(keyed_plan), Some(keyed)) = (&plan.keyed, state.keyed.as_mut()) {
+            let transformed =
+                RecordBatch::try_new(plan.transformed_schema.clone(), columns.clone())?;
+            let times: Vec<Option<i64>> = match plan.event_time {
+                Some(c) => cast(input.column(c), &edgeflow_engine::schema::timestamp_type())?
+                    .as_primitive::<TimestampMillisecondType>()
+                    .iter()
+                    .collect(),
+                None => vec![None; total],
+            };
+            let outcome = keyed.apply(&transformed, &times, watermark as i64, &mut reasons)?;
+            for (rule, (values, marks)) in keyed_plan.fills.iter().zip(outcome.fills) {
+                let data_type = columns[rule.column].data_type().clone();
+                columns[rule.column] = cast(&values, &data_type)?;
+                columns.push(Arc::new(marks));
+            }
+            changed.push(("filled", outcome.filled));
+            changed.push(("unfilled", outcome.unfilled));
+            changed.push(("dedup_unchecked", outcome.dedup_unchecked));
+            changed.push(("evicted_keys", outcome.evicted_keys));
+        }
+        changed.retain(|(_, n)| *n > 0);
+
+        let output = RecordBatch::try_new(plan.output_schema.clone(), columns)?;
+        if !reasons.any() {
+            return Ok(CleanOutcome {
+                rows: (total > 0).then_some(output),
+                rejected: None,
+                dropped: Vec::new(),
+                changed,
+            });
+        }
+        let labels = reasons.labels.unwrap_or_default();
+        let keep: BooleanArray = labels.iter().map(|&l| Some(l == 0)).collect();
+        let reject: BooleanArray = labels.iter().map(|&l| Some(l != 0)).collect();
+        let mut counts = vec![0usize; plan.labels.len()];
+        for &label in &labels {
+            counts[usize::from(label)] += 1;
+        }
+        let mut dropped: Vec<(&'static str, usize)> = Vec::new();
+        for (label, &count) in plan.labels.iter().zip(&counts).skip(1) {
+            if count == 0 {
+                continue;
+            }
+            match dropped.iter_mut().find(|(m, _)| *m == label.metric) {
+                Some((_, n)) => *n += count,
+                None => dropped.push((label.metric, count)),
+            }
+        }
+        let kept = total - counts[1..].iter().sum::<usize>();
+        let rows = (kept > 0)
+            .then(|| filter_record_batch(&output, &keep))
+            .transpose()?;
+        let reason_column: StringArray = labels
+            .iter()
+            .filter(|&&l| l != 0)
+            .map(|&l| Some(plan.labels[usize::from(l)].text.as_str()))
+            .collect();
+        let mut rejected_columns = filter_record_batch(&input, &reject)?.columns().to_vec();
+        rejected_columns.push(Arc::new(reason_column));
+        let rejected = RecordBatch::try_new(plan.rejected_schema.clone(), rejected_columns)?;
         Ok(CleanOutcome {
             rows,
-            null_field: total - after_null,
-            out_of_range: after_null - kept,
+            rejected: Some(rejected),
+            dropped,
+            changed,
         })
     }
 }
 
-/// The mask with nulls read as false (`prep_null_mask_filter` wants a mask with nulls).
-fn null_as_false(mask: BooleanArray) -> BooleanArray {
-    if mask.null_count() == 0 {
-        BooleanArray::new(mask.values().clone(), None)
-    } else {
-        prep_null_mask_filter(&mask)
-    }
-}
-
-fn all_true(len: usize) -> BooleanArray {
-    BooleanArray::new(BooleanBuffer::new_set(len), None)
-}
-
-/// `a AND b`, where `None` means all true.
-fn both(
-    a: Option<BooleanArray>,
-    b: Option<BooleanArray>,
-) -> Result<Option<BooleanArray>, ArrowError> {
-    Ok(match (a, b) {
-        (Some(a), Some(b)) => Some(and(&a, &b)?),
-        (a, None) => a,
-        (None, b) => b,
-    })
-}
-
-/// A float column as `Float64` (Float32 is widened, exactly).
-fn as_f64(column: &ArrayRef) -> Result<Float64Array, ArrowError> {
-    let column = match column.data_type() {
-        DataType::Float64 => column.clone(),
-        _ => cast(column, &DataType::Float64)?,
-    };
-    Ok(column.as_primitive::<Float64Type>().clone())
-}
-
-/// True where the value slot holds NaN, with no nulls (null slots may say anything; callers
-/// combine the mask with validity).
-fn nan_mask(values: &Float64Array) -> BooleanArray {
-    let raw = values.values();
-    BooleanArray::new(
-        BooleanBuffer::collect_bool(raw.len(), |i| raw[i].is_nan()),
-        None,
-    )
-}
+const BUG: &str = "clean kernels on a batch of the planned schema cannot fail: \
+                   this is a bug, please report it";
 
 impl DataflowOperator for Clean {
     fn output_schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.plan.output_schema.clone()
+    }
+
+    fn side_outputs(&self) -> Vec<(String, SchemaRef)> {
+        vec![(REJECTED.to_string(), self.plan.rejected_schema.clone())]
     }
 
     fn build<'scope>(
@@ -333,238 +388,96 @@ impl DataflowOperator for Clean {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> BatchStream<'scope> {
-        let metrics = ctx.metrics.clone();
+        self.build_with_side_outputs(inputs, ctx).swap_remove(0)
+    }
+
+    fn build_with_side_outputs<'scope>(
+        &self,
+        inputs: Vec<BatchStream<'scope>>,
+        ctx: &OperatorContext,
+    ) -> Vec<BatchStream<'scope>> {
+        let input = inputs
+            .into_iter()
+            .next()
+            .expect("the planner gives a 'clean' operator exactly one input");
+        match &self.plan.exchange {
+            Some(columns) => self.wire(input, key_exchange(columns.clone()), ctx),
+            None => self.wire(input, Pipeline, ctx),
+        }
+    }
+}
+
+impl Clean {
+    /// Adds the timely operator, reading `input` through `pact`.
+    fn wire<'scope, P>(
+        &self,
+        input: BatchStream<'scope>,
+        pact: P,
+        ctx: &OperatorContext,
+    ) -> Vec<BatchStream<'scope>>
+    where
+        P: ParallelizationContract<EventTime, Batch>,
+        P::Puller: 'static,
+    {
         let clean = self.clone();
-        map_batches(inputs, "Clean", ctx.metrics.clone(), move |rows| {
-            let outcome = clean.apply(rows).expect(
-                "clean kernels on a batch of the planned schema cannot fail: \
-                 this is a bug, please report it",
-            );
-            metrics.count_dropped("null_field", outcome.null_field);
-            metrics.count_dropped("out_of_range", outcome.out_of_range);
-            outcome.rows
-        })
+        let metrics = ctx.metrics.clone();
+        let memory = ctx.memory.clone();
+        let mut builder = OperatorBuilder::new("Clean".to_string(), input.scope());
+        let mut input = builder.new_input(input, pact);
+        let (main, main_stream) = builder.new_output::<Batch>();
+        let (rejected, rejected_stream) = builder.new_output::<Batch>();
+        let mut main = OutputBuilder::<_, CapacityContainerBuilder<Batch>>::from(main);
+        let mut rejected = OutputBuilder::<_, CapacityContainerBuilder<Batch>>::from(rejected);
+
+        builder.build(move |initial| {
+            // Output is only ever sent at the timestamps of input batches.
+            drop(initial);
+            let mut state = clean.new_state().expect(BUG);
+            let (mut reported_rows, mut reported_bytes) = (0usize, 0u64);
+            move |frontiers| {
+                let mut main = main.activate();
+                let mut rejected = rejected.activate();
+                let (main_port, rejected_port) = (main.output_index(), rejected.output_index());
+                input.for_each(|capability, data| {
+                    let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
+                        return;
+                    };
+                    metrics.add_rows_in(rows.num_rows());
+                    let outcome = clean.apply(rows, watermark, &mut state).expect(BUG);
+                    for (reason, n) in &outcome.dropped {
+                        metrics.count_dropped(reason, *n);
+                    }
+                    for (kind, n) in &outcome.changed {
+                        metrics.add_value(kind, *n as u64);
+                    }
+                    if let Some(rows) = outcome.rows {
+                        metrics.add_rows_out(rows.num_rows());
+                        main.session_with_builder(&capability.delayed(&watermark, main_port))
+                            .give_container(&mut Batch::new(rows));
+                    }
+                    if let Some(rows) = outcome.rejected {
+                        rejected
+                            .session_with_builder(&capability.delayed(&watermark, rejected_port))
+                            .give_container(&mut Batch::new(rows));
+                    }
+                });
+                if let Some(keyed) = state.keyed.as_mut() {
+                    match frontiers[0].frontier().first() {
+                        Some(&frontier) => keyed.expire(frontier as i64),
+                        None => keyed.clear(),
+                    }
+                    // Report the state held to the metrics and the pipeline's budget.
+                    let (rows, bytes) = (keyed.entries(), keyed.state_bytes() as u64);
+                    metrics.add_state_rows(rows as i64 - reported_rows as i64);
+                    metrics.add_state_bytes(bytes as i64 - reported_bytes as i64);
+                    memory.adjust(reported_bytes, bytes);
+                    (reported_rows, reported_bytes) = (rows, bytes);
+                }
+            }
+        });
+        vec![main_stream, rejected_stream]
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use edgeflow_engine::arrow::array::{Float32Array, Int32Array, StringArray};
-    use edgeflow_engine::arrow::datatypes::{Field, Schema};
-
-    fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("device_id", DataType::Utf8, true),
-            Field::new("temperature", DataType::Float64, true),
-            Field::new("humidity", DataType::Float32, true),
-            Field::new("level", DataType::Int32, true),
-        ]))
-    }
-
-    fn config(text: &str) -> Result<CleanConfig, OptionError> {
-        parse_options(text.parse::<toml::Table>().unwrap())
-    }
-
-    fn plan(text: &str) -> Result<Arc<dyn DataflowOperator>, Vec<OptionError>> {
-        config(text).unwrap().plan(&[schema()])
-    }
-
-    fn clean(text: &str) -> Clean {
-        config(text).unwrap().build(&[schema()]).unwrap()
-    }
-
-    fn rows(temperature: Vec<Option<f64>>, humidity: Vec<Option<f32>>) -> RecordBatch {
-        let n = temperature.len();
-        RecordBatch::try_new(
-            schema(),
-            vec![
-                Arc::new(StringArray::from(vec![Some("d"); n])),
-                Arc::new(Float64Array::from(temperature)),
-                Arc::new(Float32Array::from(humidity)),
-                Arc::new(Int32Array::from((0..n as i32).collect::<Vec<_>>())),
-            ],
-        )
-        .unwrap()
-    }
-
-    fn temperatures(batch: &RecordBatch) -> Vec<Option<f64>> {
-        batch
-            .column(1)
-            .as_primitive::<Float64Type>()
-            .iter()
-            .collect()
-    }
-
-    #[test]
-    fn query_file_example_parses_and_plans() {
-        let text = "drop_null = [\"temperature\"]\n\
-                    drop_outside = { temperature = [-40.0, 125.0], humidity = [0, 100] }";
-        let config = config(text).unwrap();
-        assert_eq!(config.drop_null, ["temperature"]);
-        assert_eq!(config.drop_outside.0[1], ("humidity".into(), [0.0, 100.0]));
-        let operator = plan(text).unwrap();
-        assert_eq!(operator.output_schema(), schema());
-    }
-
-    #[test]
-    fn null_and_nan_are_dropped_by_drop_null() {
-        let clean = clean("drop_null = [\"temperature\", \"humidity\"]");
-        let outcome = clean
-            .apply(rows(
-                vec![Some(1.0), None, Some(f64::NAN), Some(4.0), Some(5.0)],
-                vec![Some(1.0), Some(1.0), Some(1.0), Some(f32::NAN), None],
-            ))
-            .unwrap();
-        assert_eq!(outcome.null_field, 4);
-        assert_eq!(outcome.out_of_range, 0);
-        assert_eq!(temperatures(&outcome.rows.unwrap()), [Some(1.0)]);
-    }
-
-    #[test]
-    fn range_bounds_are_inclusive_and_nulls_pass() {
-        let clean = clean("drop_outside = { temperature = [-40.0, 125.0] }");
-        let input = vec![
-            Some(-40.0),
-            Some(125.0),
-            Some(-40.000001),
-            Some(125.5),
-            None,
-            Some(f64::NAN),
-            Some(-f64::NAN),
-            Some(f64::INFINITY),
-            Some(20.0),
-        ];
-        let n = input.len();
-        let outcome = clean.apply(rows(input, vec![Some(1.0); n])).unwrap();
-        assert_eq!(outcome.out_of_range, 3);
-        assert_eq!(outcome.null_field, 0);
-        let kept = temperatures(&outcome.rows.unwrap());
-        assert_eq!(kept.len(), 6);
-        assert_eq!(kept[..3], [Some(-40.0), Some(125.0), None]);
-        assert!(kept[3].unwrap().is_nan() && kept[4].unwrap().is_nan());
-        assert_eq!(kept[5], Some(20.0));
-    }
-
-    #[test]
-    fn each_dropped_row_is_counted_once_under_its_first_rule() {
-        let clean = clean(
-            "drop_null = [\"temperature\"]\n\
-             drop_outside = { temperature = [0, 10], humidity = [0, 100] }",
-        );
-        let outcome = clean
-            .apply(rows(
-                vec![None, Some(50.0), Some(5.0), Some(50.0), Some(5.0)],
-                vec![
-                    Some(500.0),
-                    Some(500.0),
-                    Some(500.0),
-                    Some(50.0),
-                    Some(50.0),
-                ],
-            ))
-            .unwrap();
-        assert_eq!(outcome.null_field, 1);
-        assert_eq!(outcome.out_of_range, 3);
-        assert_eq!(temperatures(&outcome.rows.unwrap()), [Some(5.0)]);
-    }
-
-    #[test]
-    fn integer_ranges_compare_exactly() {
-        // Rows carry level = 0, 1, 2, 3, 4; [0.5, 3.5] keeps 1 to 3.
-        let clean = clean("drop_outside = { level = [0.5, 3.5] }");
-        let outcome = clean
-            .apply(rows(vec![Some(1.0); 5], vec![None; 5]))
-            .unwrap();
-        assert_eq!(outcome.out_of_range, 2);
-        let kept = outcome.rows.unwrap();
-        let levels: Vec<i32> = kept
-            .column(3)
-            .as_primitive::<edgeflow_engine::arrow::datatypes::Int32Type>()
-            .values()
-            .to_vec();
-        assert_eq!(levels, [1, 2, 3]);
-    }
-
-    #[test]
-    fn clean_batches_pass_through_and_empty_results_vanish() {
-        let clean = clean("drop_null = [\"temperature\"]");
-        let input = rows(vec![Some(1.0), Some(2.0)], vec![None, None]);
-        let outcome = clean.apply(input.clone()).unwrap();
-        let out = outcome.rows.unwrap();
-        assert_eq!(out, input);
-        assert!(Arc::ptr_eq(out.column(1), input.column(1)));
-
-        let outcome = clean
-            .apply(rows(vec![None, None], vec![None, None]))
-            .unwrap();
-        assert!(outcome.rows.is_none());
-        assert_eq!(outcome.null_field, 2);
-    }
-
-    #[test]
-    fn every_bad_option_is_reported_with_its_path_and_hint() {
-        let errors = plan(
-            "drop_null = [\"temprature\", \"device_id\"]\n\
-             drop_outside = { device_id = [0, 1], humidty = [0, 100], temperature = [125, -40] }",
-        )
-        .unwrap_err();
-        let summary: Vec<(String, String, Option<String>)> = errors
-            .into_iter()
-            .map(|e| (e.path.join("."), e.message, e.hint))
-            .collect();
-        assert_eq!(
-            summary,
-            [
-                (
-                    "drop_null.0".to_string(),
-                    "'temprature' is not a field of the input".to_string(),
-                    Some("did you mean 'temperature'?".to_string()),
-                ),
-                (
-                    "drop_outside.device_id".to_string(),
-                    "cannot check the range of string field 'device_id'".to_string(),
-                    Some("drop_outside takes numeric (int or float) fields".to_string()),
-                ),
-                (
-                    "drop_outside.humidty".to_string(),
-                    "'humidty' is not a field of the input".to_string(),
-                    Some("did you mean 'humidity'?".to_string()),
-                ),
-                (
-                    "drop_outside.temperature".to_string(),
-                    "empty range [125, -40] for 'temperature': min is above max".to_string(),
-                    Some("did you mean [-40, 125]?".to_string()),
-                ),
-            ]
-        );
-    }
-
-    #[test]
-    fn structural_errors_come_from_parsing() {
-        let error = config("drop_nul = [\"temperature\"]").unwrap_err();
-        assert!(error.message.contains("drop_nul"), "{}", error.message);
-        let error = config("drop_outside = { temperature = [1.0] }").unwrap_err();
-        assert_eq!(error.path, ["drop_outside", "temperature"]);
-        let error = config("drop_outside = { temperature = [1.0, \"x\"] }").unwrap_err();
-        assert_eq!(error.path, ["drop_outside", "temperature", "1"]);
-    }
-
-    #[test]
-    fn no_rule_or_wrong_input_count_is_an_error() {
-        let errors = plan("").unwrap_err();
-        assert_eq!(errors.len(), 1);
-        assert!(errors[0].path.is_empty());
-        assert!(errors[0].message.contains("at least one rule"));
-
-        let config = config("drop_null = [\"temperature\"]").unwrap();
-        let errors = config.plan(&[schema(), schema()]).unwrap_err();
-        assert_eq!(errors[0].path, ["inputs"]);
-    }
-
-    #[test]
-    fn nan_bounds_are_rejected() {
-        let errors = plan("drop_outside = { temperature = [nan, 1.0] }").unwrap_err();
-        assert_eq!(errors[0].path, ["drop_outside", "temperature", "0"]);
-    }
-}
+mod tests;

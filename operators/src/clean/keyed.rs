@@ -1,0 +1,506 @@
+//! The per-key rules of `clean`: `dedup`, `max_rate_of_change` and `fill`.
+//!
+//! Rows reach these rules after the row-local ones, exchanged so that every key lives on one
+//! worker, and are taken one at a time in arrival order. Every piece of state carries the
+//! event time it was last fed, and is **bounded**:
+//!
+//! * `dedup` remembers each combination of its columns with the largest event time seen for
+//!   it, and forgets it once the watermark passes that time by `horizon`. A row older than
+//!   `watermark - horizon` can no longer be checked: it passes and is counted as
+//!   `dedup_unchecked`.
+//! * `max_rate_of_change` and `fill` keep, per key, the latest reading of each field (the
+//!   `last` latest for `fill` with `mean`), and forget the key once the watermark passes its
+//!   latest event time by `state_ttl` (at least the largest `max_gap`).
+//! * Past `max_keys` keys (or remembered `dedup` combinations), the oldest are forgotten at
+//!   once and counted as `evicted_keys`.
+//!
+//! Expiry is decided by the watermark of the batch that brings a row (the timestamp it
+//! carries), so results do not depend on scheduling or on the number of workers; memory is
+//! reclaimed in sweeps every quarter of the time-to-live.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use ahash::RandomState;
+use edgeflow_engine::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch,
+};
+use edgeflow_engine::arrow::compute::cast;
+use edgeflow_engine::arrow::datatypes::{DataType, Float64Type};
+use edgeflow_engine::arrow::error::ArrowError;
+use edgeflow_engine::arrow::row::{RowConverter, Rows, SortField};
+
+use super::Reasons;
+
+/// `dedup`: the columns compared and how long a combination is remembered.
+#[derive(Clone, Debug)]
+pub(crate) struct DedupRule {
+    pub(crate) columns: Vec<usize>,
+    pub(crate) horizon_ms: i64,
+    pub(crate) label: u16,
+}
+
+/// One field of `max_rate_of_change`.
+#[derive(Clone, Debug)]
+pub(crate) struct RateRule {
+    pub(crate) column: usize,
+    /// Largest change allowed per second, in the field's unit.
+    pub(crate) per_second: f64,
+    pub(crate) label: u16,
+}
+
+/// How `fill` finds a value for a missing reading.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum FillMethod {
+    /// The key's latest reading.
+    Previous,
+    /// The mean of the key's `last` latest readings.
+    Mean { last: usize },
+    /// A fixed value (no state).
+    Constant(f64),
+}
+
+/// One field of `fill`.
+#[derive(Clone, Debug)]
+pub(crate) struct FillRule {
+    pub(crate) column: usize,
+    pub(crate) method: FillMethod,
+    pub(crate) max_gap_ms: i64,
+}
+
+impl FillRule {
+    fn depth(&self) -> usize {
+        match self.method {
+            FillMethod::Previous => 1,
+            FillMethod::Mean { last } => last,
+            FillMethod::Constant(_) => 0,
+        }
+    }
+}
+
+/// The per-key rules of one `clean` operator.
+#[derive(Clone, Debug)]
+pub(crate) struct KeyedPlan {
+    /// Key columns (in the transformed batch).
+    pub(crate) key: Vec<usize>,
+    pub(crate) key_fields: Vec<SortField>,
+    pub(crate) dedup: Option<DedupRule>,
+    pub(crate) dedup_fields: Vec<SortField>,
+    pub(crate) rates: Vec<RateRule>,
+    pub(crate) fills: Vec<FillRule>,
+    /// How long a key's readings are kept after its latest event time.
+    pub(crate) state_ttl_ms: i64,
+    pub(crate) max_keys: usize,
+}
+
+impl KeyedPlan {
+    fn uses_keys(&self) -> bool {
+        !self.rates.is_empty()
+            || self
+                .fills
+                .iter()
+                .any(|f| !matches!(f.method, FillMethod::Constant(_)))
+    }
+}
+
+/// The latest readings of one key.
+#[derive(Debug)]
+struct KeyEntry {
+    /// Largest event time of an accepted row.
+    latest: i64,
+    /// Per rate rule: the latest accepted reading `(time, value)`.
+    rates: Vec<Option<(i64, f64)>>,
+    /// Per fill rule: up to `depth` latest readings, oldest first.
+    fills: Vec<VecDeque<(i64, f64)>>,
+}
+
+/// What the per-key rules did to one batch besides rejecting rows.
+#[derive(Debug, Default)]
+pub(crate) struct KeyedOutcome {
+    /// Per fill rule: the filled column (Float64) and where it was filled.
+    pub(crate) fills: Vec<(ArrayRef, BooleanArray)>,
+    pub(crate) filled: usize,
+    pub(crate) unfilled: usize,
+    pub(crate) dedup_unchecked: usize,
+    pub(crate) evicted_keys: usize,
+}
+
+/// The state of the per-key rules on one worker.
+pub(crate) struct KeyedState {
+    plan: Arc<KeyedPlan>,
+    key_converter: RowConverter,
+    dedup_converter: Option<RowConverter>,
+    /// Dedup: combination → largest event time seen.
+    seen: HashMap<Box<[u8]>, i64, RandomState>,
+    /// Dedup: combinations by the event time they were remembered with (entries whose time
+    /// is no longer the combination's latest are skipped when popped).
+    seen_by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
+    keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
+    last_sweep: i64,
+}
+
+impl std::fmt::Debug for KeyedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedState")
+            .field("seen", &self.seen.len())
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl KeyedState {
+    pub(crate) fn new(plan: Arc<KeyedPlan>) -> Result<Self, ArrowError> {
+        let key_converter = RowConverter::new(plan.key_fields.clone())?;
+        let dedup_converter = match plan.dedup {
+            Some(_) => Some(RowConverter::new(plan.dedup_fields.clone())?),
+            None => None,
+        };
+        let hasher = RandomState::new();
+        Ok(Self {
+            plan,
+            key_converter,
+            dedup_converter,
+            seen: HashMap::with_hasher(hasher.clone()),
+            seen_by_time: BTreeMap::new(),
+            keys: HashMap::with_hasher(hasher),
+            last_sweep: i64::MIN,
+        })
+    }
+
+    /// Combinations and keys held.
+    pub(crate) fn entries(&self) -> usize {
+        self.seen.len() + self.keys.len()
+    }
+
+    /// A rough size of the state in bytes (keys, values and map overhead).
+    pub(crate) fn state_bytes(&self) -> usize {
+        let seen: usize = self.seen.keys().map(|k| 2 * k.len() + 48).sum();
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|(k, e)| {
+                k.len()
+                    + 64
+                    + 24 * e.rates.len()
+                    + e.fills.iter().map(|f| 32 + 16 * f.len()).sum::<usize>()
+            })
+            .sum();
+        seen + keys
+    }
+
+    /// Forgets what the watermark has passed by more than its time-to-live.
+    pub(crate) fn expire(&mut self, watermark: i64) {
+        if let Some(dedup) = &self.plan.dedup {
+            let limit = watermark.saturating_sub(dedup.horizon_ms);
+            while let Some(entry) = self.seen_by_time.first_entry() {
+                if *entry.key() >= limit {
+                    break;
+                }
+                let (time, combos) = entry.remove_entry();
+                for combo in combos {
+                    if self.seen.get(&combo) == Some(&time) {
+                        self.seen.remove(&combo);
+                    }
+                }
+            }
+        }
+        let ttl = self.plan.state_ttl_ms;
+        if watermark.saturating_sub(self.last_sweep) >= (ttl / 4).max(1) {
+            let limit = watermark.saturating_sub(ttl);
+            self.keys.retain(|_, entry| entry.latest >= limit);
+            self.last_sweep = watermark;
+        }
+    }
+
+    /// Forgets everything (the input has ended).
+    pub(crate) fn clear(&mut self) {
+        self.seen.clear();
+        self.seen_by_time.clear();
+        self.keys.clear();
+    }
+
+    /// Applies the per-key rules to the rows of `batch` that `reasons` still keeps, in row
+    /// order, marking rejected rows in `reasons`.
+    pub(crate) fn apply(
+        &mut self,
+        batch: &RecordBatch,
+        times: &[Option<i64>],
+        watermark: i64,
+        reasons: &mut Reasons,
+    ) -> Result<KeyedOutcome, ArrowError> {
+        let plan = self.plan.clone();
+        self.expire(watermark);
+        let rows = batch.num_rows();
+        let mut outcome = KeyedOutcome::default();
+
+        let dedup_rows: Option<Rows> = match (&plan.dedup, &self.dedup_converter) {
+            (Some(dedup), Some(converter)) => {
+                let columns: Vec<ArrayRef> = dedup
+                    .columns
+                    .iter()
+                    .map(|&c| batch.column(c).clone())
+                    .collect();
+                Some(converter.convert_columns(&columns)?)
+            }
+            _ => None,
+        };
+        let key_rows: Option<Rows> = if plan.uses_keys() {
+            let columns: Vec<ArrayRef> =
+                plan.key.iter().map(|&c| batch.column(c).clone()).collect();
+            Some(self.key_converter.convert_columns(&columns)?)
+        } else {
+            None
+        };
+        let rate_values = plan
+            .rates
+            .iter()
+            .map(|r| as_f64(batch.column(r.column)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let fill_values = plan
+            .fills
+            .iter()
+            .map(|f| as_f64(batch.column(f.column)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut filled: Vec<Vec<Option<f64>>> = fill_values
+            .iter()
+            .map(|v| v.iter().map(|x| x.filter(|x| !x.is_nan())).collect())
+            .collect();
+        let mut marks: Vec<Vec<bool>> = vec![vec![false; rows]; plan.fills.len()];
+        let ttl = plan.state_ttl_ms;
+
+        for row in 0..rows {
+            if reasons.get(row) != 0 {
+                continue;
+            }
+            // Rows without an event time cannot be placed in time: the per-key rules let them
+            // through untouched.
+            let Some(time) = times[row] else { continue };
+
+            if let (Some(dedup), Some(combos)) = (&plan.dedup, &dedup_rows) {
+                let combo = combos.row(row);
+                let bytes = combo.as_ref();
+                let known = self
+                    .seen
+                    .get(bytes)
+                    .copied()
+                    .filter(|&t| t.saturating_add(dedup.horizon_ms) >= watermark);
+                match known {
+                    Some(latest) => {
+                        reasons.set(row, dedup.label);
+                        if time > latest {
+                            self.remember(bytes, time);
+                        }
+                        continue;
+                    }
+                    None if time.saturating_add(dedup.horizon_ms) < watermark => {
+                        outcome.dedup_unchecked += 1;
+                    }
+                    None => self.remember(bytes, time),
+                }
+            }
+
+            let Some(keys) = &key_rows else { continue };
+            let key = keys.row(row);
+            let fresh = || KeyEntry {
+                latest: time,
+                rates: vec![None; plan.rates.len()],
+                fills: plan
+                    .fills
+                    .iter()
+                    .map(|f| VecDeque::with_capacity(f.depth()))
+                    .collect(),
+            };
+            let entry = match self.keys.get_mut(key.as_ref()) {
+                Some(entry) if entry.latest.saturating_add(ttl) >= watermark => entry,
+                Some(entry) => {
+                    *entry = fresh();
+                    entry
+                }
+                None => self.keys.entry(key.as_ref().into()).or_insert_with(fresh),
+            };
+
+            // max_rate_of_change: compared with the latest accepted reading of the key.
+            let mut rejected = false;
+            for (index, (rule, values)) in plan.rates.iter().zip(&rate_values).enumerate() {
+                let (Some(value), Some((then, previous))) =
+                    (valid(values, row), entry.rates[index])
+                else {
+                    continue;
+                };
+                let dt = (time - then).unsigned_abs() as f64 / 1_000.0;
+                let change = (value - previous).abs();
+                let too_fast = if dt == 0.0 {
+                    change > 0.0
+                } else {
+                    change / dt > rule.per_second
+                };
+                if too_fast {
+                    reasons.set(row, rule.label);
+                    rejected = true;
+                    break;
+                }
+            }
+            if rejected {
+                continue;
+            }
+            for (index, values) in rate_values.iter().enumerate() {
+                if let Some(value) = valid(values, row) {
+                    let slot = &mut entry.rates[index];
+                    if slot.is_none_or(|(then, _)| time >= then) {
+                        *slot = Some((time, value));
+                    }
+                }
+            }
+
+            // fill: readings feed the state; missing ones are filled from it.
+            for (index, rule) in plan.fills.iter().enumerate() {
+                let history = &mut entry.fills[index];
+                match filled[index][row] {
+                    Some(value) => remember_reading(history, rule.depth(), time, value),
+                    None => {
+                        let value = match rule.method {
+                            FillMethod::Constant(value) => Some(value),
+                            FillMethod::Previous => history
+                                .back()
+                                .filter(|(then, _)| (time - then).abs() <= rule.max_gap_ms)
+                                .map(|&(_, v)| v),
+                            FillMethod::Mean { .. } => {
+                                let near: Vec<f64> = history
+                                    .iter()
+                                    .filter(|(then, _)| (time - then).abs() <= rule.max_gap_ms)
+                                    .map(|&(_, v)| v)
+                                    .collect();
+                                (!near.is_empty())
+                                    .then(|| near.iter().sum::<f64>() / near.len() as f64)
+                            }
+                        };
+                        if value.is_some() {
+                            filled[index][row] = value;
+                            marks[index][row] = true;
+                            outcome.filled += 1;
+                        } else {
+                            outcome.unfilled += 1;
+                        }
+                    }
+                }
+            }
+            entry.latest = entry.latest.max(time);
+        }
+
+        // Constant fills need no key; rows that skipped the key loop above (no per-key rule
+        // but a constant fill) are filled here.
+        if key_rows.is_none() {
+            for (index, rule) in plan.fills.iter().enumerate() {
+                if let FillMethod::Constant(value) = rule.method {
+                    for row in 0..rows {
+                        if reasons.get(row) == 0 && filled[index][row].is_none() {
+                            filled[index][row] = Some(value);
+                            marks[index][row] = true;
+                            outcome.filled += 1;
+                        }
+                    }
+                }
+            }
+        }
+
+        outcome.fills = filled
+            .into_iter()
+            .zip(marks)
+            .map(|(values, marks)| {
+                (
+                    Arc::new(Float64Array::from(values)) as ArrayRef,
+                    BooleanArray::from(marks),
+                )
+            })
+            .collect();
+        outcome.evicted_keys = self.enforce_max_keys();
+        Ok(outcome)
+    }
+
+    fn remember(&mut self, combo: &[u8], time: i64) {
+        self.seen.insert(combo.into(), time);
+        self.seen_by_time
+            .entry(time)
+            .or_default()
+            .push(combo.into());
+    }
+
+    /// Forgets the oldest keys and combinations beyond `max_keys`; returns how many.
+    fn enforce_max_keys(&mut self) -> usize {
+        let max = self.plan.max_keys;
+        let mut evicted = 0;
+        if self.keys.len() > max {
+            // Down to 90 %, so that a steady stream of new keys does not sort on every batch.
+            let target = max - max / 10;
+            let mut ages: Vec<(i64, Box<[u8]>)> = self
+                .keys
+                .iter()
+                .map(|(k, e)| (e.latest, k.clone()))
+                .collect();
+            ages.sort_unstable();
+            for (_, key) in ages.into_iter().take(self.keys.len() - target) {
+                self.keys.remove(&key);
+                evicted += 1;
+            }
+        }
+        while self.seen.len() > max {
+            let Some((time, combos)) = self.seen_by_time.pop_first() else {
+                break;
+            };
+            for combo in combos {
+                if self.seen.get(&combo) == Some(&time) {
+                    self.seen.remove(&combo);
+                    evicted += 1;
+                }
+            }
+        }
+        evicted
+    }
+}
+
+/// Keeps the `depth` latest readings by event time, oldest first.
+fn remember_reading(history: &mut VecDeque<(i64, f64)>, depth: usize, time: i64, value: f64) {
+    if depth == 0 {
+        return;
+    }
+    if history.len() == depth && history.front().is_some_and(|&(t, _)| time < t) {
+        return;
+    }
+    let at = history.partition_point(|&(t, _)| t <= time);
+    history.insert(at, (time, value));
+    if history.len() > depth {
+        history.pop_front();
+    }
+}
+
+/// The value at `row`, unless null or NaN.
+fn valid(values: &Float64Array, row: usize) -> Option<f64> {
+    (values.is_valid(row) && !values.value(row).is_nan()).then(|| values.value(row))
+}
+
+fn as_f64(column: &ArrayRef) -> Result<Float64Array, ArrowError> {
+    Ok(cast(column, &DataType::Float64)?
+        .as_primitive::<Float64Type>()
+        .clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_keeps_the_latest_readings_in_time_order() {
+        let mut h = VecDeque::new();
+        for (t, v) in [(5, 5.0), (1, 1.0), (9, 9.0), (7, 7.0), (0, 0.0)] {
+            remember_reading(&mut h, 3, t, v);
+        }
+        assert_eq!(
+            h.iter().copied().collect::<Vec<_>>(),
+            [(5, 5.0), (7, 7.0), (9, 9.0)]
+        );
+        let mut h = VecDeque::new();
+        remember_reading(&mut h, 1, 5, 5.0);
+        remember_reading(&mut h, 1, 3, 3.0);
+        assert_eq!(h.back(), Some(&(5, 5.0)));
+    }
+}
