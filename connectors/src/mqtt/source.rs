@@ -324,6 +324,7 @@ async fn connection_task(
     let mut generation = 0u64;
     let mut connected = false;
     let mut ever_connected = false;
+    let mut failures = 0u64;
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Incoming::ConnAck(ack))) => {
@@ -350,6 +351,7 @@ async fn connection_task(
                 }
                 connected = true;
                 ever_connected = true;
+                failures = 0;
                 backoff.reset();
                 if events.send(Polled::Connected(generation)).await.is_err() {
                     return;
@@ -392,10 +394,15 @@ async fn connection_task(
                     return;
                 }
                 let delay = backoff.next_delay();
+                failures += 1;
                 if connected {
                     warn!(broker = %name, "Lost the MQTT connection: {reason}; reconnecting in {delay:?}");
+                } else if failures == 1 || failures % 10 == 0 {
+                    // The first failure of a streak, then every tenth: a broker that stays
+                    // away is visible in the log without flooding it.
+                    warn!(broker = %name, attempts = failures, "Cannot connect to the MQTT broker: {reason}; next attempt in {delay:?}");
                 } else {
-                    debug!(broker = %name, "Cannot connect to the MQTT broker: {reason}; next attempt in {delay:?}");
+                    debug!(broker = %name, attempts = failures, "Cannot connect to the MQTT broker: {reason}; next attempt in {delay:?}");
                 }
                 connected = false;
                 tokio::time::sleep(delay).await;
