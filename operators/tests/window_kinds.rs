@@ -210,6 +210,30 @@ fn sliding_windows_give_one_row_per_event_and_late_rows_are_counted() {
     assert_eq!((node.rows_in, node.rows_out), (7, 6));
 }
 
+#[test]
+fn ordered_kinds_follow_event_time_only() {
+    let window = edgeflow_operators::operators()
+        .iter()
+        .find(|k| k.name == "window")
+        .unwrap();
+    for kind in [
+        "kind = \"session\"\ngap = \"1s\"",
+        "kind = \"sliding\"\nsize = \"1s\"",
+        "kind = \"count\"\ncount = 10",
+    ] {
+        let options = format!("{kind}\ntime = \"processing\"\n{SMALL}");
+        let config = (window.parse)(options.parse().unwrap()).unwrap();
+        let errors = config.plan(&[sensor_schema()]).unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, ["time"]);
+        assert!(
+            errors[0].message.contains("event time only"),
+            "{}",
+            errors[0].message
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Oracle
 
