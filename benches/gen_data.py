@@ -1,6 +1,9 @@
 """Generates the benchmark input: N sensor events from D devices as Parquet and CSV.
 
-    python benches/gen_data.py --events 10000000 --devices 1000 --out target/bench-data
+    python benches/gen_data.py --events 10000000 --devices 1000 --out target/bench-data/10000000-1000
+
+(`benches/run.py` calls it with one folder per size, so that a small run never overwrites the
+large files.)
 
 Rows are in event-time order with up to 1 s of jitter (out of order), 0.5 % missing
 temperatures and 0.1 % spikes, so the clean step has work to do. Deterministic (seeded).
@@ -19,8 +22,10 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--out", default="target/bench-data")
+    parser.add_argument("--out", help="default: target/bench-data/EVENTS-DEVICES")
     args = parser.parse_args()
+    if args.out is None:
+        args.out = os.path.join("target", "bench-data", f"{args.events}-{args.devices}")
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(42)
     n, d = args.events, args.devices

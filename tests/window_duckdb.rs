@@ -112,8 +112,7 @@ fn windows_over_a_dirty_million_events_match_duckdb() {
     let dir = tempfile::tempdir().unwrap();
     check_with_python("check_windows.py", &[Path::new("generate"), dir.path()]);
     let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(dir.path().join("expected.json")).unwrap()).unwrap();
     let count = |name: &str| expected[name].as_u64().unwrap();
 
     let query = write_query(dir.path(), "windows.toml", QUERY);
@@ -127,7 +126,11 @@ fn windows_over_a_dirty_million_events_match_duckdb() {
 
     // The source skipped exactly the malformed lines, by reason, and kept every other line.
     let source = &nodes["events"];
-    assert_eq!(source.get("malformed_csv"), count("malformed_csv"), "{stderr}");
+    assert_eq!(
+        source.get("malformed_csv"),
+        count("malformed_csv"),
+        "{stderr}"
+    );
     assert_eq!(source.get("wrong_type"), count("wrong_type"), "{stderr}");
     assert_eq!(source.get("out"), count("valid"), "{stderr}");
     assert_eq!(
@@ -142,7 +145,11 @@ fn windows_over_a_dirty_million_events_match_duckdb() {
         // Each window reads every row; the late ones leave through its side output, into
         // their own sink; nothing else is dropped (every row has an event time).
         assert_eq!(window.get("in"), count("valid"), "{name}:\n{stderr}");
-        assert_eq!(window.counts.len(), 3, "{name} drops only late rows:\n{stderr}");
+        assert_eq!(
+            window.counts.len(),
+            3,
+            "{name} drops only late rows:\n{stderr}"
+        );
         assert!(late > 0, "the file has late events:\n{stderr}");
         assert_eq!(nodes[&format!("{name}.late")].get("out"), late, "{stderr}");
         assert_eq!(nodes[&format!("{name}_late")].get("in"), late, "{stderr}");
