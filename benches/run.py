@@ -19,8 +19,9 @@ must report all the events read, or the benchmark fails.
 
 `--splits` also runs the same input through shorter pipelines, to show where the time goes
 without a profiler: `read` (source -> a filter that drops every row), `read+clean` (source ->
-clean -> that filter). The differences to the full runs are the cost of clean and of the
-window.
+clean -> that filter), `tumbling-nowrite` and `hopping-nowrite` (the whole pipeline, with the
+window's rows dropped before the Parquet sink). The differences between them are the cost of
+clean, of the window, and of writing the window's rows.
 
 Then the CPU share used while an unbounded simulator trickles 10 events/s for 20 s.
 """
@@ -168,8 +169,13 @@ def pipeline(stage, fmt, path, workers, out, aggregates):
         return text + DROP_ALL.format(input="clean", out=out)
     if stage == "issue2":
         return text + WINDOW.format(kind=TUMBLING, aggregates=BASIC, out=out)
-    kind = {"tumbling": TUMBLING, "hopping": HOPPING}[stage]
-    return text + WINDOW.format(kind=kind, aggregates=aggregates, out=out)
+    kind = {"tumbling": TUMBLING, "hopping": HOPPING}[stage.removesuffix("-nowrite")]
+    window = WINDOW.format(kind=kind, aggregates=aggregates, out=out)
+    if stage.endswith("-nowrite"):
+        # The same window, its rows dropped before the sink: no Parquet written.
+        window = window.replace('inputs = ["window"]', 'inputs = ["none"]')
+        window += DROP_ALL.format(input="window", out=out).split("[sinks.out]")[0]
+    return text + window
 
 
 def measure(stage, fmt, path, workers, aggregates, events, repeat):
@@ -225,12 +231,14 @@ def main():
         listed = "count/mean/min/max (stddev(temperature) does not plan in this build: left out)"
     workers = [int(w) for w in args.workers.split(",")]
     scenarios = args.scenarios.split(",")
-    stages = (["read", "read+clean"] if args.splits else []) + scenarios
+    splits = ["read", "read+clean"] + [f"{s}-nowrite" for s in scenarios if s != "issue2"]
+    stages = (splits if args.splits else []) + scenarios
     print(f"load average before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
     print(f"edgeflow end-to-end: {args.events:,} events, {args.devices:,} devices, clean -> window -> "
           f"Parquet; windows per device with {listed}; median of {args.repeat} run(s)")
     print("  tumbling = 10 s tumbling, hopping = 60 s every 10 s, issue2 = 10 s tumbling with "
-          "count/mean/min/max; read = source only, read+clean = source and clean")
+          "count/mean/min/max; read = source only, read+clean = source and clean, "
+          "-nowrite = the window's rows dropped before the sink")
     for stage in stages:
         for fmt, name in (("parquet", "events.parquet"), ("csv", "events.csv")):
             if fmt not in args.formats.split(","):
@@ -238,7 +246,7 @@ def main():
             for w in workers:
                 wall, rss, cpu, inside, walls = measure(stage, fmt, os.path.join(data, name), w, aggregates,
                                                 args.events, args.repeat)
-                print(f"  {stage:<10} from {fmt:<8} {w} worker{'s' if w > 1 else ' '} "
+                print(f"  {stage:<16} from {fmt:<8} {w} worker{'s' if w > 1 else ' '} "
                       f"{args.events / wall / 1e6:6.2f} M events/s (best {args.events / min(walls) / 1e6:5.2f})   "
                       f"wall {wall:6.2f} s   "
                       f"peak RSS {rss:6.1f} MiB   cpu {cpu:6.2f} s   pipeline {inside:4.1f} s   "
