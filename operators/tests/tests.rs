@@ -4,6 +4,8 @@
 //! One test binary, so the engine links once:
 //!
 //! * `util`: the sensor schema, row builders, and helpers that read output back as values;
+//! * `aggregates`: every window aggregate function through a tumbling window on 1 and 2
+//!   workers, against a from-scratch oracle, and fixed scenarios worked out by hand;
 //! * `clean`: the `clean` operator end to end, with drop counts by reason;
 //! * `expressions`: `filter` and `derive` end to end, and an ignored `filter` throughput test;
 //! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
@@ -14,6 +16,7 @@
 //! * `window_kinds`: session, sliding and count windows in scenarios worked out by hand, and
 //!   proptests against from-scratch oracles on 1 and 2 workers.
 
+mod aggregates;
 mod clean;
 mod expressions;
 mod util;
