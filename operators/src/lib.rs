@@ -30,6 +30,7 @@ use std::sync::Arc;
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::{DataflowOperator, OptionError};
 
+pub mod anomaly;
 pub mod clean;
 pub mod derive;
 pub mod expr;
@@ -62,7 +63,13 @@ pub struct OperatorKind {
 
 /// Every operator kind, sorted by name.
 pub fn operators() -> &'static [OperatorKind] {
-    &[clean::KIND, derive::KIND, filter::KIND, window::KIND]
+    &[
+        anomaly::KIND,
+        clean::KIND,
+        derive::KIND,
+        filter::KIND,
+        window::KIND,
+    ]
 }
 
 #[cfg(test)]
@@ -76,6 +83,6 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(names, sorted);
-        assert_eq!(names, ["clean", "derive", "filter", "window"]);
+        assert_eq!(names, ["anomaly", "clean", "derive", "filter", "window"]);
     }
 }

@@ -6,6 +6,8 @@
 //! * `util`: the sensor schema, row builders, and helpers that read output back as values;
 //! * `aggregates`: every window aggregate function through a tumbling window on 1 and 2
 //!   workers, against a from-scratch oracle, and fixed scenarios worked out by hand;
+//! * `anomaly`: the `anomaly` operator in scenarios and on the labelled NAB series (a score
+//!   floor on six files; the full evaluation is ignored by default);
 //! * `clean`: the `clean` operator end to end, with drop counts by reason;
 //! * `expressions`: `filter` and `derive` end to end, and an ignored `filter` throughput test;
 //! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
@@ -17,6 +19,7 @@
 //!   proptests against from-scratch oracles on 1 and 2 workers.
 
 mod aggregates;
+mod anomaly;
 mod clean;
 mod expressions;
 mod util;

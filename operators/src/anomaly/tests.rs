@@ -1,0 +1,118 @@
+//! Unit tests of the `anomaly` options: the documented forms parse and plan, and each bad
+//! option is reported at its path.
+
+use super::*;
+use edgeflow_engine::arrow::datatypes::Field;
+use edgeflow_engine::schema::{schema_with_event_time, timestamp_type};
+
+fn schema() -> SchemaRef {
+    schema_with_event_time(
+        [
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("ts", timestamp_type(), false),
+            Field::new("temperature", DataType::Float64, true),
+            Field::new("max_temperature", DataType::Float64, true),
+            Field::new("note", DataType::Utf8, true),
+        ],
+        Some("ts"),
+    )
+}
+
+fn plan(text: &str) -> Result<Anomaly, Vec<OptionError>> {
+    let config: AnomalyConfig = parse_options(text.parse().unwrap()).map_err(|e| vec![e])?;
+    config.build(&[schema()])
+}
+
+fn paths(errors: &[OptionError]) -> Vec<String> {
+    errors.iter().map(|e| e.path.join(".")).collect()
+}
+
+#[test]
+fn every_method_plans_with_its_documented_options() {
+    let cases = [
+        "method = \"zscore\"\nvalue = \"temperature\"\nwindow = 50\nthreshold = 3.0",
+        "method = \"zscore\"\nvalue = \"temperature\"\nwindow = \"10m\"\nmax_history = 500",
+        "method = \"ewma\"\nvalue = \"temperature * 2\"\nalpha = 0.2\nthreshold = 3.0",
+        "method = \"mad\"\nvalue = \"temperature\"\nwindow = 100\ndirection = \"up\"",
+        "method = \"spike_dip\"\nvalue = \"temperature\"\nconfidence = 99\nhistory = 200",
+        "method = \"change_point\"\nvalue = \"temperature\"\nthreshold = 5\ndrift = 0.5",
+        "method = \"flatline\"\nvalue = \"temperature\"\nduration = \"15m\"\nepsilon = 0.01",
+        "method = \"gap\"\nduration = \"5m\"",
+        "method = \"rate_of_change\"\nvalue = \"temperature\"\nmax_rate = 0.5",
+        "method = \"threshold\"\nvalue = \"temperature\"\nmin = -20\nmax = \"max_temperature\"",
+        "method = \"ensemble\"\nvalue = \"temperature\"\ncombine = \"vote\"\nmin_votes = 2\n\
+         members = [{ method = \"zscore\" }, { method = \"mad\" }, { method = \"ewma\" }]",
+    ];
+    for text in cases {
+        let op = plan(&format!("group_by = [\"device_id\"]\n{text}"))
+            .unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let schema = op.output_schema();
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(
+            names[5..],
+            [ANOMALY_SCORE, IS_ANOMALY, METHOD, REASON],
+            "{text}"
+        );
+    }
+    let op = plan("method = \"mad\"\nvalue = \"temperature\"").unwrap();
+    assert_eq!(op.method().0.name(), "mad");
+    assert_eq!(
+        op.method().1,
+        100,
+        "the warm-up defaults to the window (100)"
+    );
+    let op = plan("method = \"zscore\"\nvalue = \"temperature\"\nwindow = 40").unwrap();
+    assert_eq!(op.method().1, 40, "the warm-up defaults to the window");
+    // Gap rows null every column but the key and the time.
+    let op = plan("method = \"gap\"\nduration = \"1m\"\ngroup_by = [\"device_id\"]").unwrap();
+    let schema = op.output_schema();
+    assert!(!schema.field(0).is_nullable());
+    assert!(!schema.field(1).is_nullable());
+}
+
+#[test]
+fn bad_options_are_reported_at_their_paths() {
+    let errors = plan("method = \"zscor\"\nvalue = \"temperature\"").unwrap_err();
+    assert_eq!(paths(&errors), ["method"]);
+    assert_eq!(errors[0].hint.as_deref(), Some("did you mean 'zscore'?"));
+
+    let errors = plan(
+        "method = \"zscore\"\nvalue = \"note\"\nalpha = 0.3\nthreshold = -1\n\
+         group_by = [\"devce_id\"]",
+    )
+    .unwrap_err();
+    assert_eq!(
+        paths(&errors),
+        ["group_by.0", "alpha", "threshold", "value"]
+    );
+    assert!(
+        errors[1]
+            .message
+            .contains("does not apply to method 'zscore'")
+    );
+
+    let errors =
+        plan("method = \"threshold\"\nvalue = \"temperature\"\nmax = \"note\"").unwrap_err();
+    assert_eq!(paths(&errors), ["max"]);
+    let errors = plan("method = \"threshold\"\nvalue = \"temperature\"").unwrap_err();
+    assert_eq!(paths(&errors), ["max"]);
+    let errors = plan("method = \"flatline\"\nvalue = \"temperature\"").unwrap_err();
+    assert_eq!(paths(&errors), ["duration"]);
+    let errors = plan("method = \"zscore\"").unwrap_err();
+    assert_eq!(paths(&errors), ["value"]);
+    let errors =
+        plan("method = \"zscore\"\nvalue = \"temperature\"\nwindow = \"ten\"").unwrap_err();
+    assert_eq!(paths(&errors), ["window"]);
+    let errors = plan(
+        "method = \"ensemble\"\nvalue = \"temperature\"\ncombine = \"vote\"\nmin_votes = 5\n\
+         members = [{ method = \"zscore\", alpha = 1 }, { method = \"ensemble\" }]",
+    )
+    .unwrap_err();
+    assert_eq!(
+        paths(&errors),
+        ["members.0.alpha", "members.1.method", "min_votes"]
+    );
+    let error =
+        parse_options::<AnomalyConfig>("method = \"mad\"\nwindw = 3".parse().unwrap()).unwrap_err();
+    assert_eq!(error.path, ["windw"]);
+}
