@@ -151,6 +151,7 @@ struct Closed {
     slot: u32,
 }
 
+/// The event-time column of `rows`.
 fn event_times(
     rows: &RecordBatch,
     column: usize,
