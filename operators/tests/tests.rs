@@ -21,6 +21,7 @@
 mod aggregates;
 mod anomaly;
 mod clean;
+mod clean_rules;
 mod expressions;
 mod util;
 mod window;
