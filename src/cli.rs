@@ -232,14 +232,34 @@ fn run(plan: Plan, file: &Path, workers: Option<usize>, no_status: bool) -> Resu
     };
     let mut plan = plan;
     plan.settings.name = name.clone();
+    // The operations server describes the graph, so take its description before the plan
+    // becomes the graph.
+    let server = plan.server.clone().map(|settings| {
+        let description =
+            crate::ops::pipeline::PipelineDescription::of(&plan, &name, options.workers);
+        (settings, description)
+    });
     let graph = plan
         .into_graph()
         .with_context(|| format!("cannot start pipeline '{name}' from '{}'", file.display()))?;
     let metrics = PipelineMetrics::new();
+    let ops = match server {
+        Some((settings, description)) => Some(crate::ops::OpsServer::start(
+            &settings.listen,
+            settings.watermark_stall(),
+            description,
+            metrics.clone(),
+            options.shutdown.signal(),
+        )?),
+        None => None,
+    };
     tracing::info!(pipeline = %name, workers = options.workers, "Pipeline starting");
     let status = crate::status::StatusLine::start(metrics.clone(), !no_status);
     let result = edgeflow_engine::run(graph, options, metrics);
     status.finish();
+    if let Some(ops) = ops {
+        ops.stop();
+    }
     let report = result.with_context(|| format!("pipeline '{name}' failed"))?;
     eprint!("{}", crate::status::summary(&report));
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@
 //! | 2    | the query file is invalid, or the command line is wrong |
 
 mod cli;
+mod ops;
 mod status;
 
 use std::process::ExitCode;

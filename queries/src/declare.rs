@@ -8,7 +8,7 @@ use edgeflow_engine::NodeRole;
 use crate::diagnostic::Diagnostic;
 use crate::document::Document;
 use crate::hints::{hint_for, option_diagnostic};
-use crate::plan::{PipelineSettings, SECTIONS, role_word};
+use crate::plan::{PipelineSettings, SECTIONS, ServerSettings, role_word};
 
 /// A node as declared, before its options are checked.
 pub(crate) struct Declared {
@@ -24,7 +24,14 @@ pub(crate) fn check_top_level(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> PipelineSettings {
     // `tests` holds `edgeflow test` cases (see `fixture`); planning ignores it.
-    const TOP: [&str; 5] = ["pipeline", "sources", "operators", "sinks", "tests"];
+    const TOP: [&str; 6] = [
+        "pipeline",
+        "server",
+        "sources",
+        "operators",
+        "sinks",
+        "tests",
+    ];
     for key in document.values.keys() {
         if !TOP.contains(&key.as_str()) {
             diagnostics.push(
@@ -75,6 +82,61 @@ pub(crate) fn check_top_level(
                 &["name", "workers", "memory_limit"],
             ));
             PipelineSettings::default()
+        }
+    }
+}
+
+/// The `[server]` table, checked (the operations server; see `ServerSettings`).
+pub(crate) fn check_server(
+    document: &Document<'_>,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<ServerSettings> {
+    let value = document.values.get("server")?;
+    let Some(table) = value.as_table() else {
+        diagnostics.push(Diagnostic::error(
+            "'server' must be a table, like [server] listen = \"127.0.0.1:9400\"",
+            document.span_of(&["server"]),
+        ));
+        return None;
+    };
+    match edgeflow_engine::parse_options::<ServerSettings>(table.clone()) {
+        Ok(settings) => {
+            if settings
+                .listen
+                .trim()
+                .parse::<std::net::SocketAddr>()
+                .is_err()
+            {
+                diagnostics.push(
+                    Diagnostic::error(
+                        format!("'{}' is not an address to listen on", settings.listen),
+                        document.span_of(&["server", "listen"]),
+                    )
+                    .with_hint(Some(
+                        "write ip:port, like \"127.0.0.1:9400\" (or \"0.0.0.0:9400\" for every interface)".to_string(),
+                    )),
+                );
+            }
+            let stall = settings.watermark_stall.trim();
+            if !stall.eq_ignore_ascii_case("off")
+                && let Err(message) = edgeflow_engine::time::parse_duration(stall)
+            {
+                diagnostics.push(Diagnostic::error(
+                    message,
+                    document.span_of(&["server", "watermark_stall"]),
+                ));
+            }
+            Some(settings)
+        }
+        Err(error) => {
+            diagnostics.push(option_diagnostic(
+                document,
+                &["server"],
+                "[server]",
+                error,
+                &["listen", "watermark_stall"],
+            ));
+            None
         }
     }
 }

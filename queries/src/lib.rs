@@ -24,4 +24,6 @@ pub mod plan;
 
 pub use diagnostic::{Diagnostic, Severity, render};
 pub use explain::{explain, explain_dot, explain_mermaid};
-pub use plan::{BuildError, PipelineSettings, Plan, PlannedNode, plan, plan_with_env};
+pub use plan::{
+    BuildError, PipelineSettings, Plan, PlannedNode, ServerSettings, plan, plan_with_env,
+};

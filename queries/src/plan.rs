@@ -16,7 +16,7 @@ use edgeflow_engine::{
 };
 use serde::Deserialize;
 
-use crate::declare::{Declared, check_top_level, declare_nodes, kind_names};
+use crate::declare::{Declared, check_server, check_top_level, declare_nodes, kind_names};
 use crate::diagnostic::Diagnostic;
 use crate::document::Document;
 use crate::hints::{hint_for, option_diagnostic};
@@ -45,6 +45,34 @@ impl PipelineSettings {
         self.memory_limit
             .as_deref()
             .and_then(|text| edgeflow_engine::memory::parse_bytes(text).ok())
+    }
+}
+
+/// Settings from the `[server]` table: the operations HTTP server (`/health`, `/ready`,
+/// `/metrics`, `/api/pipeline`) that `edgeflow run` starts.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// The address to listen on, like `"127.0.0.1:9400"`.
+    pub listen: String,
+    /// `/ready` reports a source whose watermark has not moved for this long. Default
+    /// `"5m"`; `"off"` never does.
+    #[serde(default = "default_watermark_stall")]
+    pub watermark_stall: String,
+}
+
+fn default_watermark_stall() -> String {
+    "5m".into()
+}
+
+impl ServerSettings {
+    /// `watermark_stall` as a duration (`None` for `"off"` or when invalid; the planner
+    /// reports invalid ones).
+    pub fn watermark_stall(&self) -> Option<std::time::Duration> {
+        if self.watermark_stall.trim().eq_ignore_ascii_case("off") {
+            return None;
+        }
+        edgeflow_engine::time::parse_duration(&self.watermark_stall).ok()
     }
 }
 
@@ -83,6 +111,8 @@ pub struct PlannedNode {
 pub struct Plan {
     /// The `[pipeline]` settings.
     pub settings: PipelineSettings,
+    /// The `[server]` settings, when the file has that table.
+    pub server: Option<ServerSettings>,
     /// The nodes.
     pub nodes: Vec<PlannedNode>,
     /// Problems that do not stop the pipeline from running.
@@ -284,6 +314,7 @@ pub fn plan_with_env(
             .push(Diagnostic::error(error.message, document.span_of(&path)).with_hint(error.hint));
     }
     let settings = check_top_level(&document, &mut diagnostics);
+    let server = check_server(&document, &mut diagnostics);
     let declared = declare_nodes(&document, &mut diagnostics);
     let planned = plan_nodes(&document, declared, &mut diagnostics);
     diagnostics.sort_by_key(|d| (d.severity, d.span.as_ref().map_or(usize::MAX, |s| s.start)));
@@ -293,6 +324,7 @@ pub fn plan_with_env(
     let nodes = planned.expect("no errors means every node planned");
     Ok(Plan {
         settings,
+        server,
         nodes,
         warnings: diagnostics,
     })
