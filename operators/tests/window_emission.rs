@@ -99,6 +99,9 @@ fn emit_empty_gives_silent_keys_a_zero_count_row() {
     }
 }
 
+/// One emission of a window and key: `(revision, n, provisional)`.
+type Emitted = (i64, i64, bool);
+
 #[test]
 fn early_firings_are_provisional_and_the_final_row_has_the_last_revision() {
     let options = "size = \"100ms\"\nemit_every = \"20ms\"\ngroup_by = [\"device_id\"]\n\
@@ -113,7 +116,7 @@ fn early_firings_are_provisional_and_the_final_row_has_the_last_revision() {
     for workers in [1, 2] {
         let (got, _) = run(options, &batches, 0, workers);
         // window_start, window_end, device_id, n, revision, provisional
-        let mut by_key: BTreeMap<(i64, String), Vec<(i64, i64, bool)>> = BTreeMap::new();
+        let mut by_key: BTreeMap<(i64, String), Vec<Emitted>> = BTreeMap::new();
         for row in &got {
             let Value::Str(key) = &row[2] else { panic!() };
             let Value::Bool(provisional) = row[5] else {

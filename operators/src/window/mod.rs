@@ -12,9 +12,19 @@
 //!
 //! # What it computes
 //!
-//! A row with event time `ts` belongs to the tumbling window `[start, start + size)` with
-//! `start = ts - ts % size` (windows are aligned to the Unix epoch, UTC). For each window and
-//! each distinct value of the `group_by` fields, the operator emits one row:
+//! Five kinds (`kind` places tumbling and hopping windows; `ordered` runs the others):
+//!
+//! * `tumbling`: a row with event time `ts` belongs to `[start, start + size)` with
+//!   `start = ts - ts % size` (aligned to the Unix epoch plus `offset`, or to the calendar of
+//!   `timezone`, daylight-saving changes included);
+//! * `hopping`: windows of `size` starting every `slide`, so a row is in `size / slide` of
+//!   them;
+//! * `sliding`: one window per row, over the `size` before it, per key;
+//! * `session`: per key, rows less than `gap` apart (and within `max_length`);
+//! * `count`: per key, every `count` rows in event-time order.
+//!
+//! For each window and each distinct value of the `group_by` fields, the operator emits one
+//! row:
 //! `window_start`, `window_end` (UTC timestamps), the group keys, then the aggregates in the
 //! order the query file lists them. Rows of one window are sorted by key (nulls first). The
 //! output's event-time column is `window_start`, so a second window whose size is a multiple
@@ -55,20 +65,25 @@
 //!
 //! # When it emits, and late rows
 //!
-//! A window is emitted once the watermark reaches its end, that is when no on-time row for
-//! it can arrive any more. A row that arrives in a batch whose watermark is already at or past
-//! its window's end is *late*: it is dropped and counted as `late`. Rows without an event
-//! time are counted as `missing_event_time`. Late rows also leave through the side output
-//! `late` (read it as `"<operator>.late"` in a query file), unchanged, so a sink can keep
-//! them; allowed lateness comes later.
+//! A tumbling or hopping window is emitted once the watermark reaches its end, that is when no
+//! on-time row for it can arrive any more; `emit_every` adds provisional early firings, and
+//! `emit_empty` zero-count rows for silent keys. A row whose windows all ended before the
+//! watermark of its batch (by more than `allowed_lateness`) is *late*: it is counted as `late`
+//! and leaves, unchanged, through the side output `late` (read it as `"<operator>.late"` in a
+//! query file). A row within the allowed lateness updates its ended window, which is emitted
+//! again with the next `revision`. Rows without an event time are counted as
+//! `missing_event_time`. Session, sliding and count windows process rows in event-time order
+//! once the watermark passes them. `max_keys` and `[pipeline] memory_limit` bound the state.
 //!
 //! # Layout
 //!
-//! * [`config`](WindowConfig): options and their checks;
-//! * `expr`: the parser of the aggregate call (the argument is left to [`crate::expr`]);
+//! * [`config`](WindowConfig): options and their checks; `kind`: window placement;
+//! * `expr` and `plan_aggregate`: the aggregate call and its planning (the argument is left to
+//!   [`crate::expr`]);
 //! * `keys` and `accumulate`: group keys and aggregate state, a column at a time;
-//! * `aggregator`: one worker's open windows;
-//! * `operator`: the timely operator, its capabilities and metrics.
+//! * `aggregator` and `operator`: tumbling and hopping windows (state, emissions, timely
+//!   operator with capabilities per firing);
+//! * `ordered` and `ordered_operator`: session, sliding and count windows.
 
 use std::sync::Arc;
 
@@ -97,7 +112,7 @@ pub use operator::AlignedWindow;
 /// The `window` operator kind.
 pub const KIND: OperatorKind = OperatorKind {
     name: "window",
-    summary: "Aggregates rows per key over tumbling event-time windows",
+    summary: "Aggregates rows per key over tumbling, hopping, sliding, session or count windows",
     parse,
 };
 
