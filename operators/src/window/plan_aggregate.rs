@@ -91,20 +91,20 @@ fn output_type(
     what: &str,
 ) -> Result<(DataType, Option<Numeric>), String> {
     use AggregateFunction::*;
-    let any_value = class.is_some() || *data_type == DataType::Boolean || is_string(data_type);
+    // Bools and timestamps are kept as the integers they cast to (and cast back exactly).
+    let as_int = matches!(data_type, DataType::Boolean | DataType::Timestamp(..));
+    let any_value = class.is_some() || as_int || is_string(data_type);
     match function {
         Count => Ok((DataType::Int64, class)),
-        First | Last if any_value => Ok((
-            data_type.clone(),
-            class.or((*data_type == DataType::Boolean).then_some(Numeric::Int)),
-        )),
-        DistinctCount if any_value => Ok((
-            DataType::Int64,
-            class.or((*data_type == DataType::Boolean).then_some(Numeric::Int)),
-        )),
-        First | Last | DistinctCount => {
-            Err(format!("{function} takes number, bool and string {what}"))
+        First | Last if any_value => {
+            Ok((data_type.clone(), class.or(as_int.then_some(Numeric::Int))))
         }
+        DistinctCount if any_value => {
+            Ok((DataType::Int64, class.or(as_int.then_some(Numeric::Int))))
+        }
+        First | Last | DistinctCount => Err(format!(
+            "{function} takes number, bool, string and timestamp {what}"
+        )),
         _ if class.is_none() => Err(format!("{function} takes numeric (int or float) {what}")),
         Min | Max => Ok((data_type.clone(), class)),
         MinAt | MaxAt => Ok((timestamp_type(), class)),
