@@ -31,7 +31,7 @@ pub enum AggregateFunction {
     /// Largest non-null, non-NaN value, in the field's own type; null when there are none.
     Max,
     /// The value with the smallest event time (the first to arrive among equal times), in the
-    /// argument's own type (numbers, bools and strings).
+    /// argument's own type (numbers, bools, strings and timestamps).
     First,
     /// The value with the largest event time (the last to arrive among equal times).
     Last,

@@ -30,22 +30,24 @@
 //! output's event-time column is `window_start`, so a second window whose size is a multiple
 //! of the first can aggregate the first one's output.
 //!
-//! | function                          | reads                    | output type     | no values  |
-//! |-----------------------------------|--------------------------|-----------------|------------|
-//! | `count()`                         | rows                     | int64           | —          |
-//! | `count(arg)`                      | non-null, non-NaN values | int64           | 0          |
-//! | `count_if(condition)`             | rows where it is true    | int64           | 0          |
-//! | `sum(arg)`, `mean(arg)`           | numbers                  | float64         | null       |
-//! | `min(arg)`, `max(arg)`            | numbers                  | as the argument | null       |
-//! | `first(arg)`, `last(arg)`         | numbers, bools, strings  | as the argument | null       |
-//! | `min_at(arg)`, `max_at(arg)`      | numbers                  | timestamp (UTC) | null       |
-//! | `stddev(arg)`, `variance(arg)`    | numbers                  | float64         | null (< 2) |
-//! | `stddev_pop(arg)`, `var_pop(arg)` | numbers                  | float64         | null       |
-//! | `median(arg)`, `quantile(arg, q)` | numbers                  | float64 (±1%)   | null       |
-//! | `distinct_count(arg)`             | numbers, bools, strings  | int64           | 0          |
-//! | `increase(arg)`, `rate(arg)`      | numbers (a counter)      | float64         | null (< 2) |
-//! | `time_weighted_mean(arg)`         | numbers                  | float64         | null       |
-//! | `integral(arg)`                   | numbers                  | float64         | null       |
+//! | function                       | reads                          | output type     | no values  |
+//! |--------------------------------|--------------------------------|-----------------|------------|
+//! | `count()`                      | rows                           | int64           | —          |
+//! | `count(arg)`                   | non-null, non-NaN values       | int64           | 0          |
+//! | `count_if(condition)`          | rows where it is true          | int64           | 0          |
+//! | `sum(arg)`, `mean(arg)`        | numbers                        | float64         | null       |
+//! | `min(arg)`, `max(arg)`         | numbers                        | as the argument | null       |
+//! | `first(arg)`, `last(arg)`      | numbers, bools, strings, times | as the argument | null       |
+//! | `min_at(arg)`, `max_at(arg)`   | numbers                        | timestamp (UTC) | null       |
+//! | `stddev(arg)`, `variance(arg)` | numbers                        | float64         | null (< 2) |
+//! | `stddev_pop(arg)`              | numbers                        | float64         | null       |
+//! | `var_pop(arg)`                 | numbers                        | float64         | null       |
+//! | `median(arg)`                  | numbers                        | float64 (±1%)   | null       |
+//! | `quantile(arg, q)`             | numbers                        | float64 (±1%)   | null       |
+//! | `distinct_count(arg)`          | numbers, bools, strings, times | int64           | 0          |
+//! | `increase(arg)`, `rate(arg)`   | numbers (a counter)            | float64         | null (< 2) |
+//! | `time_weighted_mean(arg)`      | numbers                        | float64         | null       |
+//! | `integral(arg)`                | numbers                        | float64         | null       |
 //!
 //! `first` / `last` go by event time (ties: first / last to arrive), `min_at` / `max_at`
 //! (also `min_by_time` / `max_by_time`) give the time of the extreme (the earliest on ties).
