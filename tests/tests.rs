@@ -8,6 +8,11 @@
 //!   around them reach the output.
 //! * `window_duckdb`: a dirty million-event CSV file through tumbling and hopping windows,
 //!   compared with DuckDB computing the same windows (issue 4).
+//! * `http`: the `http` source through the binary with reqwest: every status code, bearer
+//!   tokens and mutual TLS (an rcgen PKI), body limits, 503 under overload with bounded
+//!   memory, `/metrics` counters against what was sent (issue 7).
+//! * `ops`: the operations server: `/health`, `/ready` (and its reasons), `/metrics`,
+//!   `/api/pipeline` (issue 7).
 //! * `mqtt`: the MQTT source and sink against a real mosquitto started by `mqtt_broker` on a
 //!   free loopback port (plain, TLS, mutual TLS): payloads and rejects, QoS 1 across broker
 //!   and engine restarts, certificates, reconnect backoff.
@@ -20,8 +25,10 @@ mod util;
 mod bad_input;
 mod cli;
 mod docs;
+mod http;
 mod mqtt;
 mod mqtt_broker;
+mod ops;
 mod quickstart;
 mod shutdown;
 mod window_duckdb;
