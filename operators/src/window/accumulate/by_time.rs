@@ -36,6 +36,8 @@ pub(crate) struct ByTime {
     /// Whether the group saw a value.
     seen: Vec<bool>,
     values: Slots,
+    /// Bytes of the strings' buffers, kept up to date as they grow.
+    bytes: usize,
 }
 
 /// The update loops of one value type: for each function, a plain loop in which
@@ -77,6 +79,7 @@ impl ByTime {
                 Some(Numeric::Int) => Slots::Int(Vec::new()),
                 None => Slots::Text(Vec::new()),
             },
+            bytes: 0,
         }
     }
 
@@ -94,6 +97,7 @@ impl ByTime {
         self.seen[group] = false;
         if let Slots::Text(v) = &mut self.values {
             // Give the memory back: a reset group may stay empty for long.
+            self.bytes -= v[group].capacity();
             v[group] = String::new();
         }
     }
@@ -105,7 +109,7 @@ impl ByTime {
         rows: Selection<'_>,
         gids: &[u32],
     ) {
-        let (time, seen) = (&mut self.time, &mut self.seen);
+        let (time, seen, bytes) = (&mut self.time, &mut self.seen, &mut self.bytes);
         match (&mut self.values, values) {
             (Slots::Float(kept), Values::Float(input)) => update_typed!(
                 self.function,
@@ -137,8 +141,10 @@ impl ByTime {
                     if !seen[g] || (if last { t >= time[g] } else { t < time[g] }) {
                         seen[g] = true;
                         time[g] = t;
+                        let before = kept[g].capacity();
                         kept[g].clear();
                         kept[g].push_str(x);
+                        *bytes += kept[g].capacity() - before;
                     }
                 });
             }
@@ -172,12 +178,9 @@ impl ByTime {
         }
     }
 
-    /// Bytes held beyond the fixed slots (the strings' buffers).
+    /// Bytes held beyond the fixed slots (the strings' buffers), in constant time.
     pub(super) fn heap_bytes(&self) -> usize {
-        match &self.values {
-            Slots::Text(v) => v.iter().map(String::capacity).sum(),
-            _ => 0,
-        }
+        self.bytes
     }
 }
 

@@ -426,8 +426,10 @@ impl Accumulator {
         }
     }
 
-    /// Bytes held beyond one fixed slot per group: strings, sketch bins, hash sets and
-    /// buffered samples. For a state-size estimate.
+    /// Bytes held beyond one fixed slot per group: strings, sketch bins, distinct sets and
+    /// buffered samples, in constant time (each family keeps its count up to date). For the
+    /// state-size estimate, which matters most for `rate`, `increase`, `time_weighted_mean`
+    /// and `integral`: they hold every sample of a window.
     #[allow(dead_code)] // For `WindowAggregator::state_bytes`, which does not call it yet.
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
@@ -813,6 +815,50 @@ mod tests {
             );
             let plain = run_batches(&spec, &[(clean, vec![1000, 4000, 5000], vec![0; 3])], 1);
             assert_eq!(gapped.as_ref(), plain.as_ref(), "{}", spec.function);
+        }
+    }
+
+    #[test]
+    fn heap_bytes_follow_growth_and_resets() {
+        let mut specs = every_float_spec();
+        specs.push(spec(AggregateFunction::Last, None, DataType::Utf8));
+        for spec in specs {
+            let n = 2_000;
+            let column: ArrayRef = if spec.numeric.is_some() {
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| i as f64 * 1.5),
+                ))
+            } else {
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| "x".repeat(i % 50)),
+                ))
+            };
+            let times: Vec<i64> = (0..n as i64).collect();
+            let gids: Vec<u32> = (0..n as u32).map(|i| i % 2).collect();
+            let mut acc = Accumulator::new(&spec);
+            acc.grow(&spec, 2);
+            let values = Values::prepare(&spec, Some(&column)).unwrap();
+            acc.update(&spec, &values, &times, Selection::All(n), &gids);
+            let held = acc.heap_bytes();
+            let name = spec.function.name();
+            match spec.function {
+                AggregateFunction::Rate
+                | AggregateFunction::Increase
+                | AggregateFunction::TimeWeightedMean
+                | AggregateFunction::Integral => assert!(held >= n * 16, "{name}: {held}"),
+                AggregateFunction::Median
+                | AggregateFunction::Quantile
+                | AggregateFunction::DistinctCount => assert!(held > 0, "{name}: {held}"),
+                // Strings live on the heap; numbers in the fixed slots.
+                AggregateFunction::Last if spec.numeric.is_none() => {
+                    assert!(held > 0, "{name}: {held}");
+                }
+                _ => assert_eq!(held, 0, "{name}"),
+            }
+            acc.reset(&spec, 0);
+            assert!(acc.heap_bytes() < held || held == 0, "{name}");
+            acc.reset(&spec, 1);
+            assert_eq!(acc.heap_bytes(), 0, "{name}: nothing is held after resets");
         }
     }
 }

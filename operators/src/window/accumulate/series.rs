@@ -42,12 +42,17 @@ use crate::window::Selection;
 use crate::window::expr::{AggregateFunction, Interpolation};
 use crate::window::plan_aggregate::AggregateSpec;
 
+/// Bytes of one buffered sample.
+const SAMPLE_BYTES: usize = std::mem::size_of::<(i64, f64)>();
+
 /// The samples of every group of one window.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Series {
     samples: Vec<Vec<(i64, f64)>>,
     /// Whether a group's samples arrived in event-time order (so need no sort).
     ordered: Vec<bool>,
+    /// Bytes allocated for samples over every group, kept up to date as they grow.
+    bytes: usize,
 }
 
 impl Series {
@@ -57,6 +62,7 @@ impl Series {
     }
 
     pub(super) fn reset(&mut self, group: usize) {
+        self.bytes -= self.samples[group].capacity() * SAMPLE_BYTES;
         self.samples[group] = Vec::new();
         self.ordered[group] = true;
     }
@@ -68,13 +74,15 @@ impl Series {
         rows: Selection<'_>,
         gids: &[u32],
     ) {
-        let (samples, ordered) = (&mut self.samples, &mut self.ordered);
+        let (samples, ordered, bytes) = (&mut self.samples, &mut self.ordered, &mut self.bytes);
         let mut add = |g: usize, t: i64, x: f64| {
             let group = &mut samples[g];
             if group.last().is_some_and(|&(last, _)| last > t) {
                 ordered[g] = false;
             }
+            let before = group.capacity();
             group.push((t, x));
+            *bytes += (group.capacity() - before) * SAMPLE_BYTES;
         };
         match values {
             Values::Float(input) => {
@@ -106,8 +114,9 @@ impl Series {
         })))
     }
 
+    /// Bytes of the buffered samples (their allocations), in constant time.
     pub(super) fn heap_bytes(&self) -> usize {
-        self.samples.iter().map(|s| s.capacity() * 16).sum()
+        self.bytes
     }
 }
 
