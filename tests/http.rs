@@ -623,6 +623,7 @@ inputs = ["readings"]
         accepted.load(Ordering::Relaxed),
         refused.load(Ordering::Relaxed),
     );
+    eprintln!("overload: {accepted} records accepted, {refused} refused; RSS samples {rss:?}");
     assert!(
         refused > 0,
         "no request was refused ({accepted} records accepted)"
