@@ -33,6 +33,7 @@ use edgeflow_engine::{DataflowOperator, OptionError};
 pub mod anomaly;
 pub mod clean;
 pub mod derive;
+pub mod enrich;
 pub mod expr;
 mod fields;
 pub mod filter;
@@ -67,6 +68,7 @@ pub fn operators() -> &'static [OperatorKind] {
         anomaly::KIND,
         clean::KIND,
         derive::KIND,
+        enrich::KIND,
         filter::KIND,
         window::KIND,
     ]

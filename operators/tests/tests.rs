@@ -22,6 +22,7 @@ mod aggregates;
 mod anomaly;
 mod clean;
 mod clean_rules;
+mod enrich;
 mod expressions;
 mod util;
 mod window;

@@ -1,0 +1,218 @@
+//! The `enrich` operator inside an engine run on 1 and 2 workers: rows looked up in a
+//! registry file, unknown devices passed, dropped or rejected, and the registry reloaded
+//! while the pipeline runs (a malformed version is ignored, the last good one stays).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgeflow_engine::arrow::array::RecordBatch;
+use edgeflow_engine::testing::{CollectSink, run_collect};
+use edgeflow_engine::{
+    BoxError, BoxFuture, Graph, NodeKind, PipelineMetrics, RunOptions, Source, SourceContext,
+    WatermarkPolicy, run,
+};
+
+use crate::clean_rules::run_with_rejected;
+use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
+
+fn write(path: &Path, text: &str) {
+    // Write then rename, as a careful producer would, so a reload never sees half a file.
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn options(path: &Path, extra: &str) -> String {
+    format!(
+        "registry = \"{}\"\ncolumns = {{ site = \"string\", scale = \"float64\" }}\n\
+         reload_interval = \"20ms\"\n{extra}",
+        path.display()
+    )
+}
+
+fn policy() -> WatermarkPolicy {
+    WatermarkPolicy {
+        max_out_of_orderness: Duration::ZERO,
+        idle_timeout: None,
+    }
+}
+
+/// (device, ts, site, scale) of every output row, sorted.
+fn enriched(out: &[RecordBatch]) -> Vec<(Value, Value, Value, Value)> {
+    let mut got: Vec<_> = rows(out)
+        .into_iter()
+        .map(|r| (r[0].clone(), r[3].clone(), r[6].clone(), r[7].clone()))
+        .collect();
+    got.sort();
+    got
+}
+
+fn s(text: &str) -> Value {
+    Value::Str(text.into())
+}
+
+#[test]
+fn rows_get_registry_columns_and_unknown_devices_are_counted_on_one_and_two_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("devices.csv");
+    write(
+        &path,
+        "device_id,site,scale,model\na,plant-1,1.5,x\nb,plant-2,,y\n",
+    );
+    let input = || {
+        vec![
+            batch(&[
+                Reading::new("a", 1, Some(1.0)),
+                Reading::new("zz", 2, Some(2.0)),
+            ]),
+            batch(&[Reading::new("b", 3, Some(3.0))]),
+        ]
+    };
+    for workers in [1, 2] {
+        let schema = sensor_schema();
+        let pass = plan("enrich", &options(&path, ""), &schema);
+        let (out, report) =
+            run_collect(schema.clone(), input(), policy(), vec![pass], workers).unwrap();
+        assert_eq!(
+            enriched(&out),
+            [
+                (s("a"), Value::Int(1), s("plant-1"), Value::Float(1.5)),
+                (s("b"), Value::Int(3), s("plant-2"), Value::Null),
+                (s("zz"), Value::Int(2), Value::Null, Value::Null),
+            ],
+            "workers = {workers}"
+        );
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        assert_eq!(node.values.get("unknown_device"), Some(&1));
+        assert_eq!(node.values.get("registry_entries"), Some(&2));
+        assert_eq!(node.dropped_total(), 0);
+
+        let reject = plan("enrich", &options(&path, "unknown = \"reject\""), &schema);
+        let (out, rejected, report) = run_with_rejected(schema, input(), policy(), reject, workers);
+        assert_eq!(rows(&out).len(), 2);
+        let rejected = rows(&rejected);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0][0], s("zz"));
+        assert_eq!(rejected[0][6], s("unknown_device:device_id"));
+        let node = report.nodes.iter().find(|n| n.name == "clean").unwrap();
+        assert_eq!(node.dropped.get("unknown_device"), Some(&1));
+    }
+}
+
+/// Rewrites the registry (then waits for a reload), sends a batch (then waits for it to be
+/// processed), and so on.
+struct Script {
+    path: PathBuf,
+    steps: Vec<(Option<&'static str>, Vec<Reading>)>,
+}
+
+impl Source for Script {
+    fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), BoxError>> {
+        Box::pin(async move {
+            for (registry, readings) in self.steps {
+                if let Some(text) = registry {
+                    write(&self.path, text);
+                    // Several reload intervals: the registry is polled on a timer, even
+                    // while no row arrives. (A blocking sleep is fine on this test's own
+                    // I/O thread.)
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                if ctx.send(batch(&readings)).await.is_err() {
+                    break;
+                }
+                // Let the rows through before the registry changes again.
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn registry_reloads_while_the_pipeline_runs_and_a_bad_version_is_ignored() {
+    for workers in [1, 2] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("devices.csv");
+        write(&path, "device_id,site,scale\na,old-site,1.0\n");
+        let schema = sensor_schema();
+        let enrich = plan("enrich", &options(&path, ""), &schema);
+        let steps = vec![
+            (
+                None,
+                vec![
+                    Reading::new("a", 1_000, Some(1.0)),
+                    Reading::new("b", 1_000, Some(1.0)),
+                ],
+            ),
+            (
+                Some("device_id,site,scale\na,new-site,2.0\nb,b-site,3.0\n"),
+                vec![
+                    Reading::new("a", 2_000, Some(1.0)),
+                    Reading::new("b", 2_000, Some(1.0)),
+                ],
+            ),
+            (
+                Some("device_id,site,scale\na,broken,not-a-number\n"),
+                vec![Reading::new("a", 3_000, Some(1.0))],
+            ),
+            (
+                Some("device_id,site,scale\n"),
+                vec![Reading::new("a", 4_000, Some(1.0))],
+            ),
+        ];
+        let mut graph = Graph::new("reload");
+        let source = graph
+            .add(
+                "sensors",
+                vec![],
+                NodeKind::Source {
+                    schema,
+                    watermark: policy(),
+                    source: Box::new(Script {
+                        path: path.clone(),
+                        steps,
+                    }),
+                },
+            )
+            .unwrap();
+        let op = graph
+            .add("enriched", vec![source], NodeKind::Operator(enrich))
+            .unwrap();
+        let sink = CollectSink::new();
+        graph
+            .add(
+                "out",
+                vec![op],
+                NodeKind::Sink {
+                    sink: Box::new(sink.clone()),
+                },
+            )
+            .unwrap();
+        let options = RunOptions {
+            workers,
+            io_threads: 1,
+            ..RunOptions::default()
+        };
+        let report = run(graph, options, PipelineMetrics::new()).unwrap();
+        assert_eq!(
+            enriched(&sink.batches()),
+            [
+                (s("a"), Value::Int(1_000), s("old-site"), Value::Float(1.0)),
+                (s("a"), Value::Int(2_000), s("new-site"), Value::Float(2.0)),
+                (s("a"), Value::Int(3_000), s("new-site"), Value::Float(2.0)),
+                (s("a"), Value::Int(4_000), Value::Null, Value::Null),
+                (s("b"), Value::Int(1_000), Value::Null, Value::Null),
+                (s("b"), Value::Int(2_000), s("b-site"), Value::Float(3.0)),
+            ],
+            "workers = {workers}"
+        );
+        let node = report.nodes.iter().find(|n| n.name == "enriched").unwrap();
+        // Every worker reads the file, so the counters add up over workers.
+        assert_eq!(node.values.get("registry_errors"), Some(&(workers as u64)));
+        assert_eq!(
+            node.values.get("registry_reloads"),
+            Some(&(2 * workers as u64))
+        );
+        assert_eq!(node.values.get("unknown_device"), Some(&2));
+    }
+}
