@@ -6,7 +6,11 @@
 //!
 //! # Tour
 //!
-//! * [`clean`]: drops rows with missing or out-of-range readings (row-local, no exchange).
+//! * [`clean`]: repairs (units, formats, clipping, gaps) or rejects (nulls, ranges, duplicates,
+//!   impossible jumps) dirty rows, every reject counted and sent to its `rejected` side output
+//!   (row-local, or exchanged by key for the per-key rules).
+//! * [`enrich`]: adds columns from a device registry file, kept as a differential-dataflow
+//!   arrangement on every worker and reloaded when the file changes.
 //! * [`filter`]: keeps rows for which a boolean [`expr`] expression is true (row-local).
 //! * [`derive`](mod@derive): adds or replaces columns computed from [`expr`] expressions (row-local).
 //! * [`window`]: tumbling event-time windows with per-key aggregates (keys exchanged across
@@ -85,6 +89,6 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(names, sorted);
-        assert_eq!(names, ["anomaly", "clean", "derive", "filter", "window"]);
+        assert_eq!(names, ["anomaly", "clean", "derive", "enrich", "filter", "window"]);
     }
 }
