@@ -68,6 +68,7 @@ use crate::{OperatorConfig, OperatorKind};
 
 mod config;
 pub mod keyed;
+mod keyed_config;
 mod rowwise;
 mod timestamps;
 mod units;
