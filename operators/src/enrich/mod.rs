@@ -462,6 +462,7 @@ impl DataflowOperator for Enrich {
             let mut capability = capabilities.pop();
             let mut pending = first;
             let mut next_poll = Instant::now() + interval;
+            let mut timer: Option<Instant> = None;
             move |frontiers| {
                 // Only the rows' frontier matters here; their data is read elsewhere.
                 rows_in.for_each(|_, _| {});
@@ -502,7 +503,12 @@ impl DataflowOperator for Enrich {
                     // Move past the change at once, so the arrangement seals it now.
                     held.downgrade(&(time + 1));
                 }
-                activator.activate_after(next_poll.saturating_duration_since(now));
+                // One timer at a time: rows wake this operator too, and each wake-up must
+                // not queue another timer.
+                if timer.is_none_or(|due| due <= now) {
+                    activator.activate_after(next_poll.saturating_duration_since(now));
+                    timer = Some(next_poll);
+                }
             }
         });
 
