@@ -387,3 +387,101 @@ proptest! {
         }
     }
 }
+
+/// Throughput of a clean step with dedup, a range drop and a unit conversion (issue 5's
+/// benchmark), against the same run without it:
+///
+/// ```sh
+/// cargo test --release -p edgeflow-operators -- --ignored --nocapture clean_throughput
+/// ```
+#[test]
+#[ignore = "throughput measurement; run in release mode"]
+fn clean_throughput() {
+    use edgeflow_engine::arrow::array::{Float64Array, StringArray, TimestampMillisecondArray};
+    use edgeflow_engine::arrow::datatypes::{DataType, Field};
+    use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
+    use edgeflow_engine::testing::run_collect;
+    use std::time::Instant;
+
+    const ROWS: usize = 10_000_000;
+    const BATCH: usize = 8192;
+    const DEVICES: usize = 1_000;
+    let schema = schema_with_event_time(
+        [
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("ts", timestamp_type(), false),
+            Field::new("temperature", DataType::Float64, true),
+        ],
+        Some("ts"),
+    );
+    let names: Vec<String> = (0..DEVICES).map(|d| format!("dev-{d:04}")).collect();
+    let batches: Vec<RecordBatch> = (0..ROWS.div_ceil(BATCH))
+        .map(|b| {
+            let rows = b * BATCH..(b * BATCH + BATCH).min(ROWS);
+            // One reading per device per second; every 200th row is sent twice (QoS 1).
+            let index = |i: usize| if i % 200 == 1 { i - 1 } else { i };
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        rows.clone().map(|i| &names[index(i) % DEVICES]),
+                    )),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(
+                            rows.clone().map(|i| (index(i) / DEVICES) as i64 * 1_000),
+                        )
+                        .with_timezone(UTC),
+                    ),
+                    Arc::new(Float64Array::from_iter_values(rows.map(|i| {
+                        if i % 1_000 == 7 {
+                            900.0
+                        } else {
+                            60.0 + (i % 17) as f64
+                        }
+                    }))),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let clean = plan(
+        "clean",
+        "key = [\"device_id\"]\n\
+         convert = { temperature = { from = \"degF\", to = \"degC\" } }\n\
+         drop_outside = { temperature = [-40, 125] }\n\
+         dedup = { on = [\"device_id\", \"ts\"], horizon = \"10s\" }",
+        &schema,
+    );
+    for workers in [1, 2] {
+        let started = Instant::now();
+        let (_, report) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(2_000),
+            vec![],
+            workers,
+        )
+        .unwrap();
+        let bare = started.elapsed();
+        assert_eq!(report.nodes[0].rows_out as usize, ROWS);
+        let started = Instant::now();
+        let (_, report) = run_collect(
+            schema.clone(),
+            batches.clone(),
+            policy(2_000),
+            vec![clean.clone()],
+            workers,
+        )
+        .unwrap();
+        let with_clean = started.elapsed();
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        assert_eq!(node.dropped.get("duplicate"), Some(&(ROWS as u64 / 200)));
+        let extra = with_clean.saturating_sub(bare);
+        println!(
+            "workers = {workers}: source → sink {bare:.2?}, with clean {with_clean:.2?}: clean costs \
+             {extra:.2?} ({:.1} M rows/s), dropped {:?}",
+            ROWS as f64 / extra.as_secs_f64().max(1e-9) / 1e6,
+            node.dropped
+        );
+    }
+}
