@@ -456,12 +456,19 @@ impl WindowAggregator {
     }
 
     /// Estimated bytes of the state held: per group, its key in the key table and each
-    /// aggregate's slots.
+    /// aggregate's slots, plus what aggregates hold beyond their slots (sketches, samples).
     pub(crate) fn state_bytes(&self) -> usize {
         const PER_KEY: usize = 64;
         const PER_AGGREGATE: usize = 16;
         let known = self.known.as_ref().map_or(0, KeyTable::len) * PER_KEY;
-        self.windows.groups * (PER_KEY + PER_AGGREGATE * self.plan.aggregates.len()) + known
+        let heap: usize = self
+            .windows
+            .open
+            .values()
+            .flat_map(|w| &w.accumulators)
+            .map(Accumulator::heap_bytes)
+            .sum();
+        self.windows.groups * (PER_KEY + PER_AGGREGATE * self.plan.aggregates.len()) + known + heap
     }
 
     /// To bring the state back under `max_keys` (or, with `over_budget`, to shed state for

@@ -340,6 +340,33 @@ impl KeyTable {
     }
 }
 
+impl KeyTable {
+    /// Keeps only the groups with a new id in `new_ids` (indexed by old id), renumbered to it.
+    pub(crate) fn renumber(&mut self, new_ids: &[Option<u32>]) {
+        let new = |gid: &mut u32| match new_ids[*gid as usize] {
+            Some(id) => {
+                *gid = id;
+                true
+            }
+            None => false,
+        };
+        match self {
+            Self::Unit { groups } => {
+                *groups = new_ids.iter().flatten().count() as u32;
+            }
+            Self::Str { map, null } => {
+                map.retain(|_, gid| new(gid));
+                *null = null.and_then(|gid| new_ids[gid as usize]);
+            }
+            Self::Int { map, null } => {
+                map.retain(|_, gid| new(gid));
+                *null = null.and_then(|gid| new_ids[gid as usize]);
+            }
+            Self::Rows { map } => map.retain(|_, gid| new(gid)),
+        }
+    }
+}
+
 fn take_next(next: &mut u32) -> u32 {
     let gid = *next;
     *next += 1;
@@ -499,6 +526,44 @@ mod tests {
             order.sort_unstable();
             assert_eq!(order, (0..all.len() as u32).collect::<Vec<_>>());
             assert_eq!(some.add_keys_of(&all), 0);
+        }
+    }
+
+    #[test]
+    fn renumber_keeps_and_renames_groups() {
+        let rows = batch();
+        for columns in [vec![0], vec![1], vec![0, 2]] {
+            let fields = columns
+                .iter()
+                .map(|&c| Arc::new(rows.schema().field(c).clone()))
+                .collect();
+            let encoder = KeyEncoder::new(columns.clone(), fields).unwrap();
+            let keys = encoder.prepare(&rows).unwrap();
+            let mut table = encoder.table();
+            let mut gids = Vec::new();
+            table.assign(&keys, Selection::All(rows.num_rows()), &mut gids);
+            // Keep every other group, renumbered from 0 in id order.
+            let groups = table.len();
+            let mut next = 0;
+            let new_ids: Vec<Option<u32>> = (0..groups)
+                .map(|g| {
+                    (g % 2 == 1).then(|| {
+                        next += 1;
+                        next - 1
+                    })
+                })
+                .collect();
+            table.renumber(&new_ids);
+            assert_eq!(table.len(), groups / 2, "keys {columns:?}");
+            let mut again = Vec::new();
+            table.assign(&keys, Selection::All(rows.num_rows()), &mut again);
+            for (row, &old) in gids.iter().enumerate() {
+                if let Some(id) = new_ids[old as usize] {
+                    assert_eq!(again[row], id, "row {row}, keys {columns:?}");
+                } else {
+                    assert!(again[row] >= next, "a forgotten key gets a new id");
+                }
+            }
         }
     }
 }

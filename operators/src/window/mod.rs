@@ -108,7 +108,9 @@ mod ordered_operator;
 mod plan_aggregate;
 
 pub use config::{WINDOW_END, WINDOW_START, WindowConfig};
-pub use expr::{AggregateExpr, AggregateFunction, ExprError, parse_aggregate};
+pub use expr::{
+    AggregateExpr, AggregateFunction, AggregateParameter, ExprError, Interpolation, parse_aggregate,
+};
 pub use operator::AlignedWindow;
 
 /// The `window` operator kind.

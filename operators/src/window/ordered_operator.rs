@@ -29,7 +29,7 @@ use edgeflow_engine::{
 };
 
 use super::config::WindowPlan;
-use super::operator::LATE;
+use super::operator::{EVICTED_WINDOWS, FORGOTTEN_KEYS, LATE};
 use super::ordered::OrderedWindows;
 use crate::expr::ErrorReporter;
 
@@ -142,12 +142,33 @@ impl DataflowOperator for OrderedWindow {
                         .session_with_builder(capability)
                         .give_container(&mut Batch::new(rows));
                 }
+                // Keep the keys under `max_keys`, and halve them while the pipeline is over its
+                // memory limit: forget idle keys, then close the most idle keys' windows early.
+                let limit = if memory.exceeded() {
+                    (state.keys_held() / 2).clamp(1, plan.max_keys)
+                } else {
+                    plan.max_keys
+                };
+                if state.keys_held() > limit {
+                    let (rows, evicted, forgotten) = state.shed_keys(limit).expect(BUG);
+                    if evicted > 0 {
+                        metrics.add_value(EVICTED_WINDOWS, evicted as u64);
+                    }
+                    if forgotten > 0 {
+                        metrics.add_value(FORGOTTEN_KEYS, forgotten as u64);
+                    }
+                    if let Some(rows) = rows {
+                        let capability = held.as_ref().expect("open windows hold a capability");
+                        metrics.add_rows_out(rows.num_rows());
+                        windows
+                            .session_with_builder(capability)
+                            .give_container(&mut Batch::new(rows));
+                    }
+                }
                 if !state.needs_capability() {
                     held = None;
                 }
 
-                // The state counts towards `memory_limit`, but these windows shed nothing
-                // when it is exceeded: their state is bounded by keys and the watermark lag.
                 let (rows, bytes) = (state.state_rows(), state.state_bytes());
                 metrics.add_state_rows(rows as i64 - reported_rows as i64);
                 metrics.add_state_bytes(bytes as i64 - reported_bytes as i64);

@@ -430,7 +430,6 @@ impl Accumulator {
     /// buffered samples, in constant time (each family keeps its count up to date). For the
     /// state-size estimate, which matters most for `rate`, `increase`, `time_weighted_mean`
     /// and `integral`: they hold every sample of a window.
-    #[allow(dead_code)] // For `WindowAggregator::state_bytes`, which does not call it yet.
     pub(crate) fn heap_bytes(&self) -> usize {
         match self {
             Self::ByTime(state) => state.heap_bytes(),

@@ -461,6 +461,93 @@ impl OrderedWindows {
         }
     }
 
+    /// Key ids held: every key met, until [`Self::shed_keys`] forgets idle ones.
+    pub(crate) fn keys_held(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Keeps at most `limit` keys: forgets the keys with no open window and no retained rows,
+    /// then, if the keys with state are still over `limit`, closes the open windows whose last
+    /// row is oldest (the most idle keys) until they fit, as if their time was up. Returns the
+    /// rows of the windows closed early, how many were closed, and how many keys were
+    /// forgotten.
+    pub(crate) fn shed_keys(
+        &mut self,
+        limit: usize,
+    ) -> Result<(Option<RecordBatch>, usize, usize), ArrowError> {
+        let held = self.keys.len();
+        if held <= limit {
+            return Ok((None, 0, 0));
+        }
+        let plan = self.plan.clone();
+        let mut live = vec![false; held];
+        let mut output = None;
+        let mut evicted = 0;
+        match &mut self.state {
+            KindState::Session {
+                gap,
+                max_length,
+                open,
+                ending,
+            } => {
+                let (gap, max_length) = (*gap, *max_length);
+                let end_of = |window: &Open| {
+                    let end = window.last.saturating_add(gap);
+                    max_length.map_or(end, |max| end.min(window.start.saturating_add(max)))
+                };
+                let closed = open.evict_idle(limit, &mut live, |window, key| {
+                    ending.remove(&(end_of(window), key));
+                    end_of(window)
+                });
+                evicted = closed.len();
+                output = self.key_values.output(&plan, &closed, &open.accumulators)?;
+                open.release(&plan, &closed);
+            }
+            KindState::Count { open, .. } => {
+                let closed = open.evict_idle(limit, &mut live, |window, _| window.last);
+                evicted = closed.len();
+                output = self.key_values.output(&plan, &closed, &open.accumulators)?;
+                open.release(&plan, &closed);
+            }
+            KindState::Sliding { history, .. } => {
+                for &key in history.iter().flat_map(|h| &h.keys) {
+                    live[key as usize] = true;
+                }
+            }
+        }
+        // Renumber the keys that keep state, in id order.
+        let mut next = 0u32;
+        let new_ids: Vec<Option<u32>> = live
+            .iter()
+            .map(|&keep| {
+                keep.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let kept: Vec<u32> = (0..held as u32).filter(|&k| live[k as usize]).collect();
+        self.keys.renumber(&new_ids);
+        self.key_values.retain(&kept)?;
+        let renumber = |key: u32| new_ids[key as usize].expect("keys with state are kept");
+        match &mut self.state {
+            KindState::Session { open, ending, .. } => {
+                open.renumber(&kept);
+                *ending = ending
+                    .iter()
+                    .map(|&(end, key)| (end, renumber(key)))
+                    .collect();
+            }
+            KindState::Count { open, .. } => open.renumber(&kept),
+            KindState::Sliding { history, .. } => {
+                for key in history.iter_mut().flat_map(|h| &mut h.keys) {
+                    *key = renumber(*key);
+                }
+            }
+        }
+        Ok((output, evicted, held - kept.len()))
+    }
+
     /// Removes and returns the buffered rows with time below `bound` (all with `None`).
     fn take_ready(&mut self, bound: Option<i64>) -> Result<Option<RecordBatch>, ArrowError> {
         let mut ready = Vec::new();
@@ -667,6 +754,43 @@ impl OpenWindows {
             slots: 0,
             free: Vec::new(),
         }
+    }
+
+    /// Marks the keys with an open window in `live`; when there are more than `limit`, closes
+    /// the ones whose last row is oldest first (`end(window, key)` gives the end to report)
+    /// until `limit` are left, and returns them.
+    fn evict_idle(
+        &mut self,
+        limit: usize,
+        live: &mut [bool],
+        mut end: impl FnMut(&Open, u32) -> i64,
+    ) -> Vec<Closed> {
+        let mut open: Vec<(i64, u32)> = self
+            .by_key
+            .iter()
+            .enumerate()
+            .filter_map(|(key, window)| window.map(|w| (w.last, key as u32)))
+            .collect();
+        let excess = open.len().saturating_sub(limit);
+        open.sort_unstable();
+        let mut closed = Vec::with_capacity(excess);
+        for &(_, key) in &open[..excess] {
+            let window = self.by_key[key as usize].take().expect("listed as open");
+            let end = end(&window, key);
+            closed.push(self.close(window, end, key));
+        }
+        for &(_, key) in &open[excess..] {
+            live[key as usize] = true;
+        }
+        closed
+    }
+
+    /// Keeps the open windows of key ids `kept` (ascending), which become ids `0..`.
+    fn renumber(&mut self, kept: &[u32]) {
+        self.by_key = kept
+            .iter()
+            .map(|&key| self.by_key.get(key as usize).copied().flatten())
+            .collect();
     }
 
     /// Opens a window at `time` in a free slot.

@@ -69,6 +69,20 @@ impl KeyValues {
         Ok(())
     }
 
+    /// Keeps the values of key ids `ids` (ascending), which become ids `0..ids.len()`.
+    pub(super) fn retain(&mut self, ids: &[u32]) -> Result<(), ArrowError> {
+        if self.columns == 0 {
+            return Ok(());
+        }
+        let columns = self.take(ids.iter().copied())?;
+        self.chunks = if ids.is_empty() {
+            Vec::new()
+        } else {
+            vec![(0, columns)]
+        };
+        Ok(())
+    }
+
     /// Bytes held by the key values.
     pub(super) fn bytes(&self) -> usize {
         self.chunks

@@ -262,3 +262,77 @@ proptest::proptest! {
         prop_assert_eq!(all_rows(&out), all_rows(&once));
     }
 }
+
+#[test]
+fn shedding_keys_forgets_idle_ones_and_closes_the_most_idle_windows() {
+    for kind in [
+        "kind = \"session\"\ngap = \"100ms\"",
+        "kind = \"count\"\ncount = 5",
+    ] {
+        let mut windows = windows(kind);
+        windows
+            .absorb(
+                &batch(&[
+                    (Some("a"), Some(0), 1.0),
+                    (Some("b"), Some(1), 1.0),
+                    (Some("c"), Some(2), 1.0),
+                    (Some("d"), Some(3), 1.0),
+                ]),
+                0,
+            )
+            .unwrap();
+        assert_eq!(summary(windows.advance(Some(10)).unwrap()), []);
+        assert_eq!(windows.keys_held(), 4);
+        // Two keys may stay: a and b, the most idle, have their windows closed early.
+        let (rows, evicted, forgotten) = windows.shed_keys(2).unwrap();
+        let closed = summary(rows);
+        let keys: Vec<_> = closed.iter().map(|r| (r.0, r.2.clone(), r.3)).collect();
+        assert_eq!(
+            keys,
+            [(0, Some("a".into()), 1), (1, Some("b".into()), 1)],
+            "{kind}"
+        );
+        assert_eq!((evicted, forgotten), (2, 2));
+        assert_eq!(windows.keys_held(), 2);
+        // c and d keep their state under new ids; a comes back as a new key.
+        windows
+            .absorb(
+                &batch(&[(Some("d"), Some(20), 1.0), (Some("a"), Some(21), 1.0)]),
+                10,
+            )
+            .unwrap();
+        let rest = summary(windows.advance(None).unwrap());
+        let rest: Vec<_> = rest.iter().map(|r| (r.0, r.2.clone(), r.3)).collect();
+        assert_eq!(
+            rest,
+            [
+                (2, Some("c".into()), 1),
+                (3, Some("d".into()), 2),
+                (21, Some("a".into()), 1)
+            ],
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn shedding_sliding_keys_keeps_those_with_retained_rows() {
+    let mut windows = windows("kind = \"sliding\"\nsize = \"10ms\"");
+    windows
+        .absorb(
+            &batch(&[(Some("a"), Some(0), 1.0), (Some("b"), Some(30), 1.0)]),
+            0,
+        )
+        .unwrap();
+    assert_eq!(summary(windows.advance(Some(35)).unwrap()).len(), 2);
+    // a's row is older than the window size: a is idle; b's row is still retained.
+    let (rows, evicted, forgotten) = windows.shed_keys(1).unwrap();
+    assert!(rows.is_none());
+    assert_eq!((evicted, forgotten, windows.keys_held()), (0, 1, 1));
+    windows
+        .absorb(&batch(&[(Some("b"), Some(36), 1.0)]), 35)
+        .unwrap();
+    let rest = summary(windows.advance(None).unwrap());
+    // b's window at 36 still sees its row at 30.
+    assert_eq!(rest, [(26, 36, Some("b".into()), 2)]);
+}
