@@ -397,7 +397,7 @@ async fn connection_task(
                 failures += 1;
                 if connected {
                     warn!(broker = %name, "Lost the MQTT connection: {reason}; reconnecting in {delay:?}");
-                } else if failures == 1 || failures % 10 == 0 {
+                } else if failures == 1 || failures.is_multiple_of(10) {
                     // The first failure of a streak, then every tenth: a broker that stays
                     // away is visible in the log without flooding it.
                     warn!(broker = %name, attempts = failures, "Cannot connect to the MQTT broker: {reason}; next attempt in {delay:?}");
