@@ -32,14 +32,23 @@ struct Running {
     handle: Option<JoinHandle<Result<RunReport, EngineError>>>,
     main: CollectSink,
     rejected: CollectSink,
+    /// What the last of the `operators` given to [`Running::start_with`] emitted.
+    operated: CollectSink,
     metrics: Arc<NodeMetrics>,
 }
 
 impl Running {
     fn start(options: &str) -> Self {
+        Self::start_with(options, &[])
+    }
+
+    /// Also runs `source → operators[0] → operators[1] → … → collect`, each operator given as
+    /// `(type, options)`.
+    fn start_with(options: &str, operators: &[(&str, &str)]) -> Self {
         let table: toml::Table = options.parse().expect("valid TOML");
         let config = (SOURCE_KIND.parse)(table).expect("options parse");
         let schema = config.schema().expect("options check");
+        let schema_of_source = schema.clone();
         let (port, rejected_schema) = config.side_outputs().remove(0);
         assert_eq!(port, "rejected");
         let source = config.build().expect("source builds");
@@ -75,6 +84,37 @@ impl Running {
                 },
             )
             .expect("side output");
+        let operated = CollectSink::new();
+        let mut last = (src, schema_of_source.clone());
+        for (position, (kind, text)) in operators.iter().enumerate() {
+            let kind = edgeflow_operators::operators()
+                .iter()
+                .find(|k| k.name == *kind)
+                .expect("operator kind");
+            let config =
+                (kind.parse)(text.parse().expect("operator TOML")).expect("operator options");
+            let operator = config.plan(&[last.1.clone()]).expect("operator plans");
+            let schema = operator.output_schema();
+            let index = graph
+                .add(
+                    format!("op{position}"),
+                    vec![last.0],
+                    NodeKind::Operator(operator),
+                )
+                .expect("operator node");
+            last = (index, schema);
+        }
+        if !operators.is_empty() {
+            graph
+                .add(
+                    "operated",
+                    vec![last.0],
+                    NodeKind::Sink {
+                        sink: Box::new(operated.clone()),
+                    },
+                )
+                .expect("operator sink");
+        }
         let rejected = CollectSink::new();
         graph
             .add(
@@ -101,6 +141,7 @@ impl Running {
             handle: Some(handle),
             main,
             rejected,
+            operated,
             metrics,
         }
     }
@@ -230,10 +271,17 @@ qos = 1
 format = "auto"
 topic_fields = "sensors/{{site}}/{{device_id}}/{{metric}}"
 max_payload_size = 1024
+dead_letter_topic = "dead-letters/sensors"
 {SENSOR_SCHEMA}
 "#,
         url = broker.url()
     ));
+    let mut dead_letters = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string()])
+        .args(["-t", "dead-letters/#", "-q", "0", "-C", "6", "-W", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
     pipeline.wait_connected();
     let oversized = format!(
         "{{\"value\": 1, \"ts\": 1, \"pad\": \"{}\"}}",
@@ -295,6 +343,16 @@ max_payload_size = 1024
     .map(|r| (r.to_string(), 1))
     .collect();
     assert_eq!(metrics.dropped, expected_dropped);
+    let republished = dead_letters.wait_with_output_or_kill();
+    assert_eq!(
+        republished.lines().count(),
+        6,
+        "every reject republished: {republished}"
+    );
+    assert!(
+        republished.contains(r#"{"value": "warm", "ts": 1500}"#),
+        "unchanged: {republished}"
+    );
     assert_eq!(metrics.rows_in, 12, "messages received");
 
     let devices = strings(&main, "device_id");
@@ -485,10 +543,28 @@ fn distinct_keys(batches: &[RecordBatch]) -> (BTreeSet<(String, i64)>, usize) {
 fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
     const MESSAGES: usize = 100_000;
     let mut broker = Broker::start(Security::Plain);
-    let pipeline = Running::start(&format!(
-        "url = \"{}\"\nclient_id = \"restart-test\"\n{READING_SOURCE}",
-        broker.url()
-    ));
+    // Deduplicate on (device, ts), then count per device and second: the windows must match
+    // an oracle over the published rows exactly.
+    let pipeline = Running::start_with(
+        &format!(
+            "url = \"{}\"\nclient_id = \"restart-test\"\nmax_out_of_orderness = \"5s\"\n{READING_SOURCE}",
+            broker.url()
+        ),
+        &[
+            (
+                "clean",
+                r#"key = ["device_id"]
+dedup = { on = ["device_id", "ts"], horizon = "10m" }
+max_keys = 1000000"#,
+            ),
+            (
+                "window",
+                r#"size = "1s"
+group_by = ["device_id"]
+aggregates = { n = "count()" }"#,
+            ),
+        ],
+    );
     pipeline.wait_connected();
     let rows = readings(MESSAGES, 10);
     let expected: BTreeSet<(String, i64)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
@@ -528,7 +604,31 @@ fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
     let (keys, total) = distinct_keys(&pipeline.main.batches());
     let reconnects = pipeline.value("reconnects");
     let session_lost = pipeline.value("session_lost");
-    drop(pipeline);
+    // Stopping closes every window.
+    let operated = pipeline.operated.clone();
+    pipeline.stop().expect("clean stop");
+    let mut windows: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for batch in operated.batches() {
+        let devices = strings(std::slice::from_ref(&batch), "device_id");
+        let starts = times(std::slice::from_ref(&batch), "window_start");
+        let counts = batch
+            .column_by_name("n")
+            .expect("n")
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec();
+        for ((device, start), n) in devices.into_iter().zip(starts).zip(counts) {
+            *windows
+                .entry((device.unwrap_or_default(), start))
+                .or_insert(0) += n;
+        }
+    }
+    let mut oracle: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    for (device, ts) in &expected {
+        *oracle
+            .entry((device.clone(), ts - ts.rem_euclid(1000)))
+            .or_insert(0) += 1;
+    }
     assert!(
         during < MESSAGES,
         "the broker went away mid-stream ({during} of {MESSAGES} in)"
@@ -541,6 +641,15 @@ fn qos1_stream_survives_a_broker_restart_mid_stream_without_loss() {
     );
     // At least once: redelivery after the restart may repeat a few messages, never many.
     assert!(total - MESSAGES <= 5_000, "{} duplicates", total - MESSAGES);
+    assert_eq!(
+        windows.len(),
+        oracle.len(),
+        "one window per device and second"
+    );
+    assert_eq!(
+        windows, oracle,
+        "after dedup on (device, ts), the windows match the oracle"
+    );
 }
 
 #[test]
