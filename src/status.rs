@@ -119,6 +119,22 @@ fn status_text(nodes: &[NodeSnapshot], rate: f64) -> String {
         );
     }
     let _ = write!(line, " │ files {files}");
+    // Connectors that keep a connection (mqtt) report `connected` and `reconnects`.
+    let disconnected: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.values.get("connected") == Some(&0))
+        .map(|n| n.name.as_str())
+        .collect();
+    if !disconnected.is_empty() {
+        let _ = write!(line, " │ disconnected: {}", disconnected.join(", "));
+    }
+    let reconnects: u64 = nodes
+        .iter()
+        .filter_map(|n| n.values.get("reconnects"))
+        .sum();
+    if reconnects > 0 {
+        let _ = write!(line, " │ reconnects {}", count(reconnects));
+    }
     line
 }
 
@@ -161,6 +177,9 @@ pub fn summary(report: &RunReport) -> String {
         match node.role {
             NodeRole::Source => {
                 let _ = write!(out, " out {:>12}", count(node.rows_out));
+                for (name, value) in &node.values {
+                    let _ = write!(out, "  {name}: {}", count(*value));
+                }
             }
             NodeRole::Operator => {
                 let _ = write!(
@@ -219,6 +238,18 @@ mod tests {
             dropped: Default::default(),
             values: Default::default(),
         }
+    }
+
+    #[test]
+    fn status_names_disconnected_connectors_and_counts_reconnects() {
+        let mut mqtt = node("sensors", NodeRole::Source);
+        mqtt.values.insert("connected".into(), 1);
+        assert!(!status_text(&[mqtt.clone()], 0.0).contains("disconnected"));
+        mqtt.values.insert("connected".into(), 0);
+        mqtt.values.insert("reconnects".into(), 3);
+        let line = status_text(&[mqtt], 0.0);
+        assert!(line.contains("disconnected: sensors"), "{line}");
+        assert!(line.contains("reconnects 3"), "{line}");
     }
 
     #[test]
