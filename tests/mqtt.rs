@@ -701,6 +701,51 @@ fn persistent_session_delivers_what_was_published_while_the_engine_was_down() {
     assert_eq!(fourth.main_rows(), 0, "a clean session starts empty");
 }
 
+#[test]
+fn engine_restarted_mid_stream_with_a_persistent_session_loses_nothing() {
+    const MESSAGES: usize = 20_000;
+    let broker = Broker::start(Security::Plain);
+    let options = format!(
+        "url = \"{}\"\nclient_id = \"engine-restart-mid-stream\"\n{READING_SOURCE}",
+        broker.url()
+    );
+    let first = Running::start(&options);
+    first.wait_connected();
+    let rows = readings(MESSAGES, 5);
+    let expected: BTreeSet<(String, i64)> = rows.iter().map(|r| (r.0.clone(), r.1)).collect();
+    let publisher = publish_with_sink(&broker.url(), rows, 100);
+    wait_for("some messages", Duration::from_secs(60), || {
+        first.main_rows() >= MESSAGES / 5
+    });
+    let first_rows = first.main.clone();
+    first.stop().expect("the first run stops cleanly");
+    let during = first_rows
+        .batches()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum::<usize>();
+    // The publisher goes on while the engine is down.
+    std::thread::sleep(Duration::from_millis(1000));
+    let second = Running::start(&options);
+    assert_eq!(publisher.join().expect("publisher"), MESSAGES as u64);
+    let union = || {
+        let mut batches = first_rows.batches();
+        batches.extend(second.main.batches());
+        distinct_keys(&batches)
+    };
+    wait_for(
+        "every message across both runs",
+        Duration::from_secs(60),
+        || union().0.len() >= MESSAGES,
+    );
+    let (keys, _) = union();
+    assert!(
+        during < MESSAGES,
+        "the engine stopped mid-stream ({during} in)"
+    );
+    assert_eq!(keys, expected);
+}
+
 fn tls_source(broker: &Broker, tls: &str) -> String {
     format!(
         "url = \"{}\"\nclient_id = \"tls-test\"\ntls = {tls}\n{READING_SOURCE}",

@@ -168,7 +168,8 @@ impl MqttSource {
             let _ = self
                 .flush(&ctx, &client, &mut state, &mut receiver, &mut backlog)
                 .await;
-            if client.try_disconnect().is_ok() {
+            let connected = ctx.metrics().snapshot().values.get("connected") == Some(&1);
+            if connected && client.try_disconnect().is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
                     while let Some(polled) = receiver.recv().await {
                         if matches!(polled, Polled::DisconnectSent) {
