@@ -3,7 +3,7 @@
 //! Both node kinds take the same connection options (`url`, `client_id`, `username`,
 //! `password`, `keep_alive`, `inflight`, `max_packet_size`, `tls`, `reconnect_min`,
 //! `reconnect_max`); serde's `flatten` does not mix with `deny_unknown_fields`, so each config
-//! declares them and hands them to [`BrokerSettings::check`].
+//! declares them and hands them to `BrokerSettings::check`.
 
 use std::path::PathBuf;
 use std::time::Duration;
