@@ -441,6 +441,16 @@ dead_letter_topic = "dead-letters/sensors"
 /// Publishes `rows` (device_id, ts, value) through the `mqtt` sink: QoS 1, one JSON object
 /// per message to `sensors/{device_id}`, the outbox riding out broker restarts.
 fn publish_with_sink(url: &str, rows: Vec<(String, i64, f64)>, chunk: usize) -> JoinHandle<u64> {
+    publish_with_sink_options(url, "", rows, chunk)
+}
+
+/// [`publish_with_sink`] with more sink options (such as a `tls` table).
+fn publish_with_sink_options(
+    url: &str,
+    extra: &str,
+    rows: Vec<(String, i64, f64)>,
+    chunk: usize,
+) -> JoinHandle<u64> {
     let schema = schema_with_event_time(
         [
             Field::new("device_id", DataType::Utf8, true),
@@ -458,6 +468,7 @@ inflight = 50
 reconnect_min = "50ms"
 reconnect_max = "500ms"
 drain_timeout = "60s"
+{extra}
 "#
     )
     .parse()
@@ -813,6 +824,22 @@ fn mutual_tls_accepts_a_client_certificate_and_rejects_a_client_without_one() {
     wait_for("one row over mutual TLS", Duration::from_secs(10), || {
         with_cert.main_rows() == 1
     });
+    // The sink over mutual TLS too.
+    let sink_tls = format!(
+        "tls = {{ ca = \"{}\", cert = \"{}\", key = \"{}\" }}",
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let published = publish_with_sink_options(&broker.url(), &sink_tls, readings(10, 2), 5)
+        .join()
+        .expect("publisher");
+    assert_eq!(published, 10);
+    wait_for(
+        "the sink's rows over mutual TLS",
+        Duration::from_secs(10),
+        || with_cert.main_rows() == 11,
+    );
     with_cert.stop().expect("stops");
 
     let without = Running::start(&tls_source(
