@@ -144,9 +144,15 @@ impl MqttSource {
                 Some(Polled::DisconnectSent) => {}
                 Some(Polled::Message(generation, publish)) => {
                     self.take(&ctx, &client, &mut state, generation, publish);
+                    // QoS 1: a broker sends only so many unacknowledged messages (mosquitto's
+                    // default is 20), then waits for our acknowledgements. When nothing more
+                    // is waiting to be read, hand the batch over now instead of lingering.
+                    let waiting =
+                        !state.unacked.is_empty() && receiver.is_empty() && backlog.is_empty();
                     let full = state.decoder.pending_rows() >= self.batch_rows
                         || state.unacked.len() >= inflight
-                        || state.rejected.len() >= self.batch_rows;
+                        || state.rejected.len() >= self.batch_rows
+                        || waiting;
                     if full {
                         if self
                             .flush(&ctx, &client, &mut state, &mut receiver, &mut backlog)
