@@ -7,7 +7,7 @@
 use std::fmt::Write;
 use std::io::IsTerminal;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -18,33 +18,36 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A background thread that shows progress until [`StatusLine::finish`].
 pub struct StatusLine {
-    stop: Arc<AtomicBool>,
+    /// Dropped by [`StatusLine::finish`], which wakes the thread at once.
+    stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl StatusLine {
     /// Starts showing status (a live line on a terminal when `live`, periodic logs otherwise).
     pub fn start(metrics: Arc<PipelineMetrics>, live: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel();
         let live = live && std::io::stderr().is_terminal();
-        let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("edgeflow-status".into())
-            .spawn(move || show(metrics, live, flag))
+            .spawn(move || show(metrics, live, stopped))
             .ok();
-        Self { stop, thread }
+        Self {
+            stop: Some(stop),
+            thread,
+        }
     }
 
     /// Stops and clears the status line.
     pub fn finish(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
 }
 
-fn show(metrics: Arc<PipelineMetrics>, live: bool, stop: Arc<AtomicBool>) {
+fn show(metrics: Arc<PipelineMetrics>, live: bool, stop: mpsc::Receiver<()>) {
     let started = Instant::now();
     let bar = live.then(|| {
         let bar = ProgressBar::new_spinner();
@@ -56,8 +59,9 @@ fn show(metrics: Arc<PipelineMetrics>, live: bool, stop: Arc<AtomicBool>) {
     let mut last_log = Instant::now();
     let mut previous_in = 0u64;
     let mut previous_at = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(250));
+    // Redraw every 250 ms until `finish` drops the sender, which ends the wait at once (so a
+    // short run does not wait for the next tick to exit).
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(250)) {
         let nodes = metrics.snapshot();
         let now = Instant::now();
         let rows_in = total(&nodes, NodeRole::Source, |n| n.rows_out);

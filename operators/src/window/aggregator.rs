@@ -97,6 +97,8 @@ struct OpenWindows {
     open: BTreeMap<i64, OpenWindow>,
     /// Groups over every window (the state size).
     groups: usize,
+    /// Groups of the last window emitted in full: the expected size of the next one.
+    typical: usize,
     /// Scratch: the group id of each selected row (reused across batches).
     gids: Vec<u32>,
 }
@@ -107,6 +109,15 @@ struct Prepared {
     values: Vec<Values>,
     /// The event time of every row (ms); null times are never selected.
     times: ScalarBuffer<i64>,
+    /// Hopping windows: each row's key as a batch-local id, looked up once for all the
+    /// windows the row goes to (each window then maps only the batch's distinct keys).
+    local: Option<LocalKeys>,
+}
+
+/// Batch-local key ids: `ids[row]` for every row, `0..count`.
+struct LocalKeys {
+    ids: Vec<u32>,
+    count: usize,
 }
 
 /// Rows with an event time below this are late at `watermark`: all their windows ended
@@ -127,6 +138,7 @@ impl WindowAggregator {
             windows: OpenWindows {
                 open: BTreeMap::new(),
                 groups: 0,
+                typical: 0,
                 gids: Vec::new(),
             },
             selected: Vec::new(),
@@ -201,7 +213,7 @@ impl WindowAggregator {
         self.windows
             .open
             .entry(start)
-            .or_insert_with(|| OpenWindow::new(plan, encoder, end));
+            .or_insert_with(|| OpenWindow::new(plan, encoder, end, 0));
         end
     }
 
@@ -295,10 +307,21 @@ impl WindowAggregator {
             };
             values.push(prepared);
         }
+        let keys = self.encoder.prepare(rows)?;
+        let local = (self.alignment.slide_ms < self.alignment.size_ms).then(|| {
+            let mut table = self.encoder.table_with_capacity(self.windows.typical);
+            let mut ids = Vec::new();
+            table.assign(&keys, Selection::All(rows.num_rows()), &mut ids);
+            LocalKeys {
+                ids,
+                count: table.len(),
+            }
+        });
         let prepared = Prepared {
-            keys: self.encoder.prepare(rows)?,
+            keys,
             values,
             times: raw.clone(),
+            local,
         };
 
         let alignment = &self.alignment;
@@ -427,6 +450,8 @@ impl WindowAggregator {
         window.dirty.fill(false);
         window.changed = false;
         if emission == Emission::Final {
+            // Capped, so that one window with a burst of keys does not size every later one.
+            self.windows.typical = window.keys.len().min(self.plan.max_keys).min(1 << 16);
             window.ended = true;
             if self.plan.allowed_lateness_ms == 0 {
                 self.drop_window(start);
@@ -521,10 +546,10 @@ pub(crate) enum Shed {
 }
 
 impl OpenWindow {
-    fn new(plan: &WindowPlan, encoder: &KeyEncoder, end: i64) -> Self {
+    fn new(plan: &WindowPlan, encoder: &KeyEncoder, end: i64, capacity: usize) -> Self {
         OpenWindow {
             end,
-            keys: encoder.table(),
+            keys: encoder.table_with_capacity(capacity),
             accumulators: plan.aggregates.iter().map(Accumulator::new).collect(),
             emissions: 0,
             ended: false,
@@ -557,12 +582,36 @@ impl OpenWindows {
         prepared: &Prepared,
         opened: &mut impl FnMut(i64, i64),
     ) {
+        let typical = self.typical;
         let window = self.open.entry(start).or_insert_with(|| {
             opened(start, end);
-            OpenWindow::new(plan, encoder, end)
+            OpenWindow::new(plan, encoder, end, typical)
         });
         let before = window.keys.len();
-        window.keys.assign(&prepared.keys, rows, &mut self.gids);
+        match &prepared.local {
+            None => window.keys.assign(&prepared.keys, rows, &mut self.gids),
+            Some(local) => {
+                // Map the batch-local ids of the selected rows to this window's groups,
+                // looking each distinct key up once.
+                let mut to_group = vec![u32::MAX; local.count];
+                let mut firsts = Vec::new();
+                rows.for_each(|_, row| {
+                    let id = local.ids[row] as usize;
+                    if to_group[id] == u32::MAX {
+                        to_group[id] = firsts.len() as u32;
+                        firsts.push(row as u32);
+                    }
+                });
+                window
+                    .keys
+                    .assign(&prepared.keys, Selection::Rows(&firsts), &mut self.gids);
+                for (k, &row) in firsts.iter().enumerate() {
+                    to_group[local.ids[row as usize] as usize] = self.gids[k];
+                }
+                self.gids.clear();
+                rows.for_each(|_, row| self.gids.push(to_group[local.ids[row] as usize]));
+            }
+        }
         let after = window.keys.len();
         if after > before {
             self.groups += after - before;

@@ -132,19 +132,25 @@ impl KeyEncoder {
 
     /// An empty table for a new window.
     pub(crate) fn table(&self) -> KeyTable {
+        self.table_with_capacity(0)
+    }
+
+    /// An empty table with room for `capacity` keys without rehashing (a new window usually
+    /// meets about as many keys as the one before).
+    pub(crate) fn table_with_capacity(&self, capacity: usize) -> KeyTable {
         let hasher = self.hasher.clone();
         match self.encoding {
             Encoding::Unit => KeyTable::Unit { groups: 0 },
             Encoding::Str => KeyTable::Str {
-                map: HashMap::with_hasher(hasher),
+                map: HashMap::with_capacity_and_hasher(capacity, hasher),
                 null: None,
             },
             Encoding::Int => KeyTable::Int {
-                map: HashMap::with_hasher(hasher),
+                map: HashMap::with_capacity_and_hasher(capacity, hasher),
                 null: None,
             },
             Encoding::Rows => KeyTable::Rows {
-                map: HashMap::with_hasher(hasher),
+                map: HashMap::with_capacity_and_hasher(capacity, hasher),
             },
         }
     }
