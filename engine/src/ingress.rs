@@ -744,6 +744,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn send_within_gives_up_on_a_full_channel_without_sending_or_counting() {
+        let (ctx, mut receiver, _trigger) = SourceContext::for_test("s", schema(), 1);
+        ctx.send(rows(&[1])).await.expect("room for one");
+        assert_eq!(ctx.metrics().snapshot().values.get(QUEUE_DEPTH), Some(&1));
+        let bound = Duration::from_millis(30);
+        let busy = ctx.send_within(rows(&[2, 3]), bound).await;
+        assert!(
+            matches!(busy, Err(SendWithinError::Busy(b)) if b == bound),
+            "{busy:?}"
+        );
+        assert_eq!(
+            ctx.metrics().snapshot().rows_out,
+            1,
+            "the refused rows are not counted"
+        );
+        assert_eq!(values(&[receiver.recv().await.expect("first")]), vec![1]);
+        ctx.send_within(rows(&[4]), bound)
+            .await
+            .expect("room again");
+        drop(ctx);
+        assert_eq!(values(&[receiver.recv().await.expect("second")]), vec![4]);
+        assert!(
+            receiver.recv().await.is_none(),
+            "nothing of the refused batch was sent"
+        );
+    }
+
+    #[tokio::test]
     async fn test_context_wires_only_the_side_outputs_asked_for() {
         let (ctx, mut receiver, _trigger) =
             SourceContext::for_test_with_side_outputs("s", schema(), 8, 1);
