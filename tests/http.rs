@@ -673,3 +673,58 @@ inputs = ["readings"]
     assert!(status.success(), "{stderr}");
     assert_eq!(reader.join().unwrap(), accepted);
 }
+
+#[test]
+fn keep_valid_keeps_the_valid_records_and_lists_the_others() {
+    let http = free_port();
+    let query = format!(
+        r#"
+[sources.readings]
+type = "http"
+listen = "127.0.0.1:{http}"
+allow_anonymous = true
+invalid_records = "keep_valid"
+
+[sinks.out]
+type = "stdout"
+inputs = ["readings"]
+"#
+    );
+    let mut pipeline = Pipeline::start(&query);
+    let client = client();
+    let url = format!("http://127.0.0.1:{http}/ingest");
+    pipeline.wait_for(&client, &url);
+    let body = format!(
+        "{}\n{{\"device_id\": \"a\", \"value\": [1], \"timestamp\": {T0}}}\n{}\n",
+        reading("a", 1.0, T0),
+        reading("b", 2.0, T0)
+    );
+    let (status, answer) = json(
+        client
+            .post(&url)
+            .header(CONTENT_TYPE, "application/x-ndjson")
+            .body(body)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["rejected"], 1);
+    assert_eq!(
+        answer["errors"][0]["message"],
+        "line 2: field 'value' (float64) cannot hold an array"
+    );
+    // A body with no valid record is still a 400.
+    let (status, _) = json(
+        client
+            .post(&url)
+            .header(CONTENT_TYPE, "application/json")
+            .body("[{\"value\": 1}]")
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 400);
+    let (status, stdout, stderr) = pipeline.stop();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "{stdout}");
+}
