@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use ::parquet::basic::{Compression, ZstdLevel};
 use ::parquet::file::metadata::KeyValue;
 use ::parquet::file::properties::WriterProperties;
-use edgeflow_engine::arrow::datatypes::SchemaRef;
+use ::parquet::schema::types::ColumnPath;
+use edgeflow_engine::arrow::datatypes::{DataType, SchemaRef};
 use edgeflow_engine::config::duration;
 use edgeflow_engine::schema::event_time_column;
 use edgeflow_engine::{
@@ -129,14 +130,26 @@ const fn default_true() -> bool {
 
 impl ParquetSinkConfig {
     fn settings(&self, input: &SchemaRef, pipeline: &str) -> WriterSettings {
-        let properties = WriterProperties::builder()
+        let mut properties = WriterProperties::builder()
             .set_compression(self.compression.parquet())
             .set_max_row_group_row_count(Some(self.max_rows_per_row_group))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 PIPELINE_KEY.to_string(),
                 pipeline.to_string(),
-            )]))
-            .build();
+            )]));
+        // Measured readings and aggregates are almost all distinct: a dictionary for them
+        // costs CPU and row-group memory and saves nothing, so floats are written plain
+        // (keys, timestamps and other columns keep dictionary encoding).
+        for field in input.fields() {
+            if matches!(
+                field.data_type(),
+                DataType::Float16 | DataType::Float32 | DataType::Float64
+            ) {
+                properties = properties
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        let properties = properties.build();
         WriterSettings {
             folder: PathBuf::from(&self.path),
             schema: input.clone(),

@@ -253,6 +253,31 @@ async fn round_trip_keeps_schema_types_metadata_and_partitions() {
 }
 
 #[tokio::test]
+async fn floats_are_written_without_a_dictionary_and_keys_with_one() {
+    use ::parquet::basic::Encoding;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let schema = schema(true);
+    let config = config(&path_option(&out));
+    let (summary, _) = run(&config, &schema, vec![rows(&schema, 0, 1_000, 300)]).await;
+    assert_eq!(summary.unwrap().rows, 300);
+    let files = files_under(&out);
+    let (_, builder) = read_back(&out.join(&files[0]));
+    let row_group = builder.metadata().row_group(0);
+    let dictionary = |column: usize| row_group.column(column).dictionary_page_offset().is_some();
+    assert!(dictionary(0), "device_id keeps its dictionary");
+    assert!(!dictionary(2), "temperature is plain");
+    assert!(
+        !row_group
+            .column(2)
+            .encodings()
+            .any(|e| e == Encoding::RLE_DICTIONARY),
+        "{:?}",
+        row_group.column(2).encodings().collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
 async fn files_rotate_by_rows_with_names_that_sort_by_time() {
     let dir = tempfile::tempdir().unwrap();
     let schema = schema(true);
