@@ -324,3 +324,46 @@ fn arrival_time_fills_a_missing_event_time() {
         .unwrap();
     assert_eq!(times.value(0), 42);
 }
+
+/// The error `build()` gives (a built source is not `Debug`).
+trait BuildError {
+    fn build_error(&self) -> String;
+}
+
+impl BuildError for HttpSourceConfig {
+    fn build_error(&self) -> String {
+        match self.build() {
+            Ok(_) => panic!("{self:?} built"),
+            Err(error) => error.to_string(),
+        }
+    }
+}
+
+#[test]
+fn build_binds_the_port_and_names_what_it_cannot_use() {
+    assert!(
+        config("listen = \"127.0.0.1:0\"\nallow_anonymous = true\n")
+            .build()
+            .is_ok()
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let error = config(&format!(
+        "listen = \"127.0.0.1:{port}\"\nallow_anonymous = true\n"
+    ))
+    .build_error();
+    assert!(
+        error.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{error}"
+    );
+    let error = config(
+        "listen = \"127.0.0.1:0\"\nallow_anonymous = true\ntls = { cert = \"/nope/cert.pem\", key = \"/nope/key.pem\" }\n",
+    )
+    .build_error();
+    assert!(error.contains("/nope/cert.pem"), "{error}");
+    let error = config("listen = \"127.0.0.1:0\"\ntokens = \"/nope/tokens\"\n").build_error();
+    assert!(
+        error.contains("cannot read token file '/nope/tokens'"),
+        "{error}"
+    );
+}
