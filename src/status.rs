@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use edgeflow_engine::ingress::QUEUE_DEPTH;
 use edgeflow_engine::memory::format_bytes;
 use edgeflow_engine::time::format_event_time;
 use edgeflow_engine::{NodeRole, NodeSnapshot, PipelineMetrics, RunReport};
@@ -181,7 +182,8 @@ pub fn summary(report: &RunReport) -> String {
         match node.role {
             NodeRole::Source => {
                 let _ = write!(out, " out {:>12}", count(node.rows_out));
-                for (name, value) in &node.values {
+                // The queue depth is a sampled gauge for /metrics, meaningless once the run ended.
+                for (name, value) in node.values.iter().filter(|(name, _)| *name != QUEUE_DEPTH) {
                     let _ = write!(out, "  {name}: {}", count(*value));
                 }
             }
@@ -200,7 +202,7 @@ pub fn summary(report: &RunReport) -> String {
                         format_bytes(node.state_bytes)
                     );
                 }
-                for (name, value) in &node.values {
+                for (name, value) in node.values.iter().filter(|(name, _)| *name != QUEUE_DEPTH) {
                     let _ = write!(out, "  {name}: {}", count(*value));
                 }
             }
