@@ -382,30 +382,30 @@ impl<'a> Builder<'_, 'a> {
         {
             self.row[device] = Cell::Text(Cow::Owned(identity.to_string()));
         }
-        let place = format!("{noun} {record}");
+        // Check first, then append: a valid row costs no allocation here, and the message
+        // of an invalid one is only written when there is one.
+        let place = || format!("{noun} {record}");
         let mut error: Option<RecordError> = None;
-        let mut typed: Vec<Typed<'_>> = Vec::with_capacity(width);
         for (index, (name, field_type)) in decoder.fields.iter().enumerate() {
-            match convert(&self.row[index], *field_type) {
-                Ok(value) => typed.push(value),
-                Err(shown) => {
-                    error.get_or_insert(RecordError {
-                        record,
-                        reason: "wrong_type",
-                        message: format!(
-                            "{place}: field '{name}' ({field_type}) cannot hold {shown}"
-                        ),
-                    });
-                    typed.push(Typed::Null);
-                }
+            if let Err(shown) = convert(&self.row[index], *field_type) {
+                error = Some(RecordError {
+                    record,
+                    reason: "wrong_type",
+                    message: format!(
+                        "{}: field '{name}' ({field_type}) cannot hold {shown}",
+                        place()
+                    ),
+                });
+                break;
             }
         }
-        if error.is_none() && matches!(typed[decoder.event_time], Typed::Null) {
+        if error.is_none() && self.row[decoder.event_time] == Cell::Null {
             error = Some(RecordError {
                 record,
                 reason: "missing_event_time",
                 message: format!(
-                    "{place}: no value for the event-time field '{}'",
+                    "{}: no value for the event-time field '{}'",
+                    place(),
                     decoder.fields[decoder.event_time].0
                 ),
             });
@@ -413,19 +413,20 @@ impl<'a> Builder<'_, 'a> {
         if error.is_none()
             && let (Some(device), Some(identity)) = (decoder.device_field, self.identity)
         {
-            let written = match &self.row[device] {
-                Cell::Text(text) => Some(text.to_string()),
-                Cell::Int(i) => Some(i.to_string()),
-                Cell::Float(f) => Some(f.to_string()),
-                Cell::Bool(b) => Some(b.to_string()),
-                _ => None,
+            let same = match &self.row[device] {
+                Cell::Text(text) => text == identity,
+                Cell::Int(i) => i.to_string() == identity,
+                Cell::Float(f) => f.to_string() == identity,
+                Cell::Bool(b) => b.to_string() == identity,
+                _ => false,
             };
-            if written.as_deref() != Some(identity) {
+            if !same {
                 error = Some(RecordError {
                     record,
                     reason: "wrong_device",
                     message: format!(
-                        "{place}: field '{}' is {}, but the credentials are those of device '{identity}'",
+                        "{}: field '{}' is {}, but the credentials are those of device '{identity}'",
+                        place(),
                         decoder.fields[device].0,
                         describe(&self.row[device])
                     ),
@@ -438,13 +439,16 @@ impl<'a> Builder<'_, 'a> {
                 false
             }
             None => {
-                for (column, value) in self.columns.iter_mut().zip(&typed) {
-                    column.append(value);
+                for ((column, cell), (_, field_type)) in
+                    self.columns.iter_mut().zip(&self.row).zip(&decoder.fields)
+                {
+                    // Checked above; a cell that no longer converts would be a bug, and is
+                    // appended as null rather than panicking.
+                    column.append(&convert(cell, *field_type).unwrap_or(Typed::Null));
                 }
                 true
             }
         };
-        drop(typed);
         self.row.clear();
         kept
     }
