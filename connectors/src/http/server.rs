@@ -547,7 +547,12 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
             (StatusCode::OK, axum::Json(body)).into_response()
         }
         Outcome::Busy | Outcome::Stopped => {
-            ctx.metrics().count_dropped("overloaded", decoded.records);
+            // The valid records were refused for want of room; the invalid ones (kept out
+            // under keep_valid) still count under their own reasons.
+            for error in &decoded.errors {
+                ctx.metrics().count_dropped(error.reason, 1);
+            }
+            ctx.metrics().count_dropped("overloaded", valid);
             let message = if outcome == Outcome::Busy {
                 "the pipeline is not keeping up; nothing of this request was kept, retry later"
             } else {
