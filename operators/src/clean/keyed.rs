@@ -19,6 +19,7 @@
 //! reclaimed in sweeps every quarter of the time-to-live.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use ahash::RandomState;
@@ -131,12 +132,14 @@ pub(crate) struct KeyedState {
     key_converter: RowConverter,
     dedup_converter: Option<RowConverter>,
     /// Dedup: combination → largest event time seen.
-    seen: HashMap<Box<[u8]>, i64, RandomState>,
+    seen: HashMap<Rc<[u8]>, i64, RandomState>,
     /// Dedup: combinations by the event time they were remembered with (entries whose time
     /// is no longer the combination's latest are skipped when popped).
-    seen_by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
+    seen_by_time: BTreeMap<i64, Vec<Rc<[u8]>>>,
     keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
     last_sweep: i64,
+    /// Bytes of the combinations in `seen` (for the state size).
+    seen_bytes: usize,
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -164,6 +167,7 @@ impl KeyedState {
             seen_by_time: BTreeMap::new(),
             keys: HashMap::with_hasher(hasher),
             last_sweep: i64::MIN,
+            seen_bytes: 0,
         })
     }
 
@@ -174,7 +178,7 @@ impl KeyedState {
 
     /// A rough size of the state in bytes (keys, values and map overhead).
     pub(crate) fn state_bytes(&self) -> usize {
-        let seen: usize = self.seen.keys().map(|k| 2 * k.len() + 48).sum();
+        let seen = self.seen_bytes + 64 * self.seen.len();
         let keys: usize = self
             .keys
             .iter()
@@ -198,9 +202,7 @@ impl KeyedState {
                 }
                 let (time, combos) = entry.remove_entry();
                 for combo in combos {
-                    if self.seen.get(&combo) == Some(&time) {
-                        self.seen.remove(&combo);
-                    }
+                    self.forget(&combo, time);
                 }
             }
         }
@@ -215,6 +217,7 @@ impl KeyedState {
     /// Forgets everything (the input has ended).
     pub(crate) fn clear(&mut self) {
         self.seen.clear();
+        self.seen_bytes = 0;
         self.seen_by_time.clear();
         self.keys.clear();
     }
@@ -417,12 +420,30 @@ impl KeyedState {
         Ok(outcome)
     }
 
+    /// Forgets `combo` if `time` is still its latest time (a later sighting queued it again
+    /// under that later time). Returns whether it was forgotten.
+    fn forget(&mut self, combo: &[u8], time: i64) -> bool {
+        // One lookup in the common case; a refreshed combination is put back.
+        match self.seen.remove_entry(combo) {
+            Some((_, latest)) if latest == time => {
+                self.seen_bytes -= combo.len();
+                true
+            }
+            Some((key, latest)) => {
+                self.seen.insert(key, latest);
+                false
+            }
+            None => false,
+        }
+    }
+
     fn remember(&mut self, combo: &[u8], time: i64) {
-        self.seen.insert(combo.into(), time);
-        self.seen_by_time
-            .entry(time)
-            .or_default()
-            .push(combo.into());
+        // One allocation, shared by the map and the expiry queue.
+        let combo: Rc<[u8]> = combo.into();
+        if self.seen.insert(combo.clone(), time).is_none() {
+            self.seen_bytes += combo.len();
+        }
+        self.seen_by_time.entry(time).or_default().push(combo);
     }
 
     /// Forgets the oldest keys and combinations beyond `max_keys`; returns how many.
@@ -448,10 +469,7 @@ impl KeyedState {
                 break;
             };
             for combo in combos {
-                if self.seen.get(&combo) == Some(&time) {
-                    self.seen.remove(&combo);
-                    evicted += 1;
-                }
+                evicted += usize::from(self.forget(&combo, time));
             }
         }
         evicted
