@@ -210,13 +210,13 @@ def parquet_rows(out):
     return total
 
 
-def run_edgeflow(folder, qos, path, count, inflight, workers):
+def run_edgeflow(folder, qos, path, count, inflight, workers, source_inflight):
     """(messages/s, rows read, rows in the Parquet windows, summary) for edgeflow."""
     broker = Broker(folder, inflight)
     out = tempfile.mkdtemp(dir=folder)
     query = os.path.join(folder, f"q-{broker.port}.toml")
     with open(query, "w") as f:
-        f.write(QUERY.format(port=broker.port, qos=qos, inflight=inflight, out=out, workers=workers))
+        f.write(QUERY.format(port=broker.port, qos=qos, inflight=source_inflight, out=out, workers=workers))
     try:
         register(broker.port, qos, "mqtt-bench")
         fill(folder, broker.port, path)
@@ -247,6 +247,8 @@ def main():
     parser.add_argument("--qos", default="0,1")
     parser.add_argument("--inflight", type=int, default=1000,
                         help="mosquitto max_inflight_messages and the source's inflight (QoS 1)")
+    parser.add_argument("--source-inflight", type=int, default=None,
+                        help="the source's inflight when it should differ from the broker's limit")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--binary", default=None, help="the edgeflow binary to measure")
     args = parser.parse_args()
@@ -266,7 +268,8 @@ def main():
         for qos in (int(q) for q in args.qos.split(",")):
             sub, sub_received, publish_seconds = run_mosquitto_sub(folder, qos, path, args.messages, args.inflight)
             ours, received, in_parquet, summary = run_edgeflow(
-                folder, qos, path, args.messages, args.inflight, args.workers)
+                folder, qos, path, args.messages, args.inflight, args.workers,
+                args.source_inflight or args.inflight)
             print(f"QoS {qos}: mosquitto_sub {sub:,.0f} msg/s ({sub_received:,} received) | "
                   f"edgeflow {ours:,.0f} msg/s ({received:,} read, {in_parquet} in the Parquet windows) "
                   f"= {100 * ours / sub:.0f}% of mosquitto_sub | filling the broker took {publish_seconds:.1f} s "

@@ -147,8 +147,9 @@ pub struct MqttSourceConfig {
     #[serde(default = "default_keep_alive", deserialize_with = "duration")]
     pub keep_alive: Duration,
     /// Most QoS 1 messages held unacknowledged: a batch is handed to the dataflow (and its
-    /// messages acknowledged) at the latest when this many wait. Keep it at or below the
-    /// broker's own limit (mosquitto's `max_inflight_messages`, default 20). Default 100.
+    /// messages acknowledged) at the latest when this many wait, or earlier as soon as no
+    /// more messages are waiting to be read (so a broker that stops at its own in-flight
+    /// limit never stalls the source). Default 100.
     #[serde(default = "default_inflight")]
     pub inflight: u16,
     /// Largest MQTT packet accepted, in bytes. A larger packet breaks the connection
