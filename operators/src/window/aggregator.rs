@@ -120,8 +120,8 @@ struct LocalKeys {
     count: usize,
 }
 
-/// Rows with an event time below this are late at `watermark`: all their windows ended
-/// `lateness` or more before it, so they may have been dropped.
+/// Rows with an event time below this are late at `watermark`: their earliest window ended
+/// `lateness` or more before it, so it may have been dropped.
 pub(crate) fn late_threshold(alignment: &Alignment, watermark: u64, lateness: i64) -> i64 {
     let watermark = i64::try_from(watermark).unwrap_or(i64::MAX);
     alignment.on_time_from(watermark.saturating_sub(lateness))
@@ -221,9 +221,10 @@ impl WindowAggregator {
     /// each window it opens (before the first row goes in). With `now` (processing time),
     /// every row belongs to the windows of `now` instead of its event time.
     ///
-    /// A row is late, and dropped, when all its windows ended `allowed_lateness` or more
-    /// before the watermark. Every other row's windows are open, or ended but kept for late
-    /// rows (which then marks the groups it changes for a revision).
+    /// A row is late, and dropped, when its earliest window ended `allowed_lateness` or more
+    /// before the watermark (it then goes to none of its windows, so no row is half counted).
+    /// Every other row's windows are open, or ended but kept for late rows (which then marks
+    /// the groups it changes for a revision).
     pub(crate) fn absorb(
         &mut self,
         rows: &RecordBatch,

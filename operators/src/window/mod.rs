@@ -69,10 +69,10 @@
 //!
 //! A tumbling or hopping window is emitted once the watermark reaches its end, that is when no
 //! on-time row for it can arrive any more; `emit_every` adds provisional early firings, and
-//! `emit_empty` zero-count rows for silent keys. A row whose windows all ended before the
-//! watermark of its batch (by more than `allowed_lateness`) is *late*: it is counted as `late`
-//! and leaves, unchanged, through the side output `late` (read it as `"<operator>.late"` in a
-//! query file). A row within the allowed lateness updates its ended window, which is emitted
+//! `emit_empty` zero-count rows for silent keys. A row whose (earliest) window ended before the
+//! watermark of its batch (by more than `allowed_lateness`) is *late*, for all its windows: it
+//! is counted as `late` and leaves, unchanged, through the side output `late` (read it as
+//! `"<operator>.late"` in a query file). A row within the allowed lateness updates its ended window, which is emitted
 //! again with the next `revision`. Rows without an event time are counted as
 //! `missing_event_time`. Session, sliding and count windows process rows in event-time order
 //! once the watermark passes them. `max_keys` and `[pipeline] memory_limit` bound the state.

@@ -15,8 +15,8 @@
 //! with the capability of the batch that brought them. With processing time, windows fire on
 //! the wall clock: the operator asks timely to wake it at the next firing time.
 //!
-//! The operator has a second output, the `late` side output: rows whose windows had all been
-//! dropped, unchanged, stamped with the watermark of the batch that brought them.
+//! The operator has a second output, the `late` side output: rows whose earliest window had
+//! been dropped, unchanged, stamped with the watermark of the batch that brought them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
