@@ -278,7 +278,7 @@ pub struct Enrich {
     plan: Arc<EnrichPlan>,
 }
 
-/// What [`Enrich::apply`] did to one batch.
+/// What the lookup did to one batch.
 #[derive(Debug)]
 pub struct EnrichOutcome {
     /// The enriched rows, or `None` when none are left.
