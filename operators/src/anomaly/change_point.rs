@@ -6,13 +6,12 @@
 //! ignoring `drift` (k) standard deviations per value: `S⁺ = max(0, S⁺ + z − k)` and
 //! `S⁻ = max(0, S⁻ − z − k)`. A sum reaching `threshold` (h) is a change point: the sums
 //! restart and the baseline is learnt again from the values after the change, so one shift
-//! gives one alarm. The score is that of a z-score of `3 · S / h`, so it reaches 0.9973 at
-//! the alarm level.
+//! gives one alarm. The score is `S / (S + h)`: 0.5 at the alarm level.
 
 use super::detector::Verdict;
 use super::options::{Direction, Span};
 use super::statistical::num;
-use super::stats::{Rolling, spread_floor, z_score_to_score};
+use super::stats::{Rolling, ratio_score, spread_floor};
 
 /// Values a fresh baseline needs before the sums run again.
 const RELEARN: usize = 20;
@@ -60,7 +59,7 @@ impl ChangePoint {
             self.down = (self.down - z - drift).max(0.0);
         }
         let sum = self.up.max(self.down);
-        let score = z_score_to_score(3.0 * sum / threshold);
+        let score = ratio_score(sum, threshold);
         self.baseline.push(time, value);
         if sum < threshold {
             return Verdict::normal(score);

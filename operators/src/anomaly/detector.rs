@@ -323,7 +323,7 @@ mod tests {
 
         let mean = MethodSpec::Ensemble {
             members: members(),
-            combine: Combine::Mean { min_score: 0.99 },
+            combine: Combine::Mean { min_score: 0.5 },
         };
         let last = run(&mean, &values).pop().unwrap();
         assert!(last.anomaly && last.reason.unwrap().starts_with("mean score"));

@@ -106,6 +106,8 @@ pub(crate) struct AnomalyPlan {
     pub limit_columns: Vec<usize>,
     pub spec: MethodSpec,
     pub warmup: u64,
+    /// After an anomaly, ms during which the key's later anomalies are suppressed.
+    pub cooldown_ms: Option<i64>,
     /// Estimated bytes per key outside its detector (hash entry, key bytes, bookkeeping).
     pub key_overhead: usize,
 }
@@ -197,6 +199,18 @@ impl AnomalyConfig {
         };
         let method = self.method_spec(&[], &mut limits, &mut errors);
         let is_gap = self.method == "gap";
+        let cooldown_ms = match self
+            .cooldown
+            .as_deref()
+            .map(edgeflow_engine::time::parse_duration)
+        {
+            None => None,
+            Some(Ok(d)) => Some(d.as_millis().min(i64::MAX as u128) as i64),
+            Some(Err(e)) => {
+                errors.push(OptionError::at("cooldown", e));
+                None
+            }
+        };
         let value = match self.value.as_deref() {
             None if is_gap => Some(ValueSource::Expr(Arc::new(
                 Expr::compile("cast(null as float64)", input)
@@ -256,6 +270,7 @@ impl AnomalyConfig {
                 limit_columns: limits.columns,
                 spec,
                 warmup,
+                cooldown_ms,
                 key_overhead,
             }),
         })

@@ -47,6 +47,10 @@ pub struct AnomalyConfig {
     /// Default: the window (at most 1000 events) for rolling methods, 30 for `ewma` and
     /// `change_point`, 1 for the others.
     pub warmup: Option<u64>,
+    /// After an anomaly, how long the key stays quiet: its scores are capped below 0.5 and
+    /// `is_anomaly` is false until then, so one incident gives one alert. Any method. Default:
+    /// none.
+    pub cooldown: Option<String>,
     /// `zscore`, `mad`: the window of past events the value is compared with, as a count
     /// (`100`) or a duration (`"1h"`). Default 100 events.
     pub window: Option<WindowOption>,
@@ -84,7 +88,7 @@ pub struct AnomalyConfig {
     pub combine: Option<String>,
     /// `ensemble` with `combine = "vote"`: members that must agree. Default: a majority.
     pub min_votes: Option<u64>,
-    /// `ensemble` with `combine = "mean"`: the mean score that makes an anomaly. Default 0.99.
+    /// `ensemble` with `combine = "mean"`: the mean score that makes an anomaly. Default 0.5.
     pub min_score: Option<f64>,
 }
 
@@ -687,6 +691,13 @@ impl AnomalyConfig {
             if member.value.is_some() {
                 errors.push(at(&path, "value", "members share the operator's 'value'"));
             }
+            if member.cooldown.is_some() {
+                errors.push(at(
+                    &path,
+                    "cooldown",
+                    "members share the operator's 'cooldown'",
+                ));
+            }
             if member.method == "ensemble" {
                 errors.push(at(
                     &path,
@@ -702,7 +713,7 @@ impl AnomalyConfig {
         let combine = match self.combine.as_deref() {
             None | Some("max") => Combine::Max,
             Some("mean") => {
-                let min_score = self.min_score.unwrap_or(0.99);
+                let min_score = self.min_score.unwrap_or(0.5);
                 if !(0.0..=1.0).contains(&min_score) {
                     errors.push(at(
                         prefix,

@@ -2,24 +2,13 @@
 //! read from columns of the row), `rate_of_change` (|dv/dt| above a limit) and `flatline` (a
 //! stuck sensor: no variation beyond `epsilon` for a duration).
 //!
-//! Their scores follow the convention of the z-score methods: the score of a z-score of
-//! `3 · x / limit`, so 0.9973 exactly at the limit, rising beyond it and falling inside it.
+//! Their scores follow the common convention `x / (x + limit)` (see
+//! [`super::stats::ratio_score`]): 0.5 exactly at the limit, rising beyond it.
 
 use super::detector::Verdict;
 use super::options::{Direction, Limit, humanize_ms};
 use super::statistical::num;
-use super::stats::z_score_to_score;
-
-/// The score of a statistic `x` against its `limit` (both ≥ 0).
-fn ratio_score(x: f64, limit: f64) -> f64 {
-    if limit > 0.0 {
-        z_score_to_score(3.0 * x / limit)
-    } else if x > 0.0 {
-        1.0
-    } else {
-        z_score_to_score(3.0)
-    }
-}
+use super::stats::ratio_score;
 
 /// `threshold`: checks a value against its limits (`limits` are the row's limit columns).
 pub(crate) fn threshold(
@@ -65,7 +54,7 @@ pub(crate) fn threshold(
         (_, Some(hi)) => (scale - (hi - value)).max(0.0),
         (None, None) => 0.0,
     };
-    Verdict::normal(ratio_score(closeness, scale).min(z_score_to_score(2.999)))
+    Verdict::normal(ratio_score(closeness, scale).min(0.499))
 }
 
 /// `rate_of_change` state: the previous row.

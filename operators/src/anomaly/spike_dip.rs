@@ -6,12 +6,14 @@
 //! every value of the history would get the same p-value however far out it is, so there the
 //! p-value is further multiplied by the normal tail of its distance past the extreme, in
 //! robust standard deviations (1.4826 × MAD). The value is an anomaly when its p-value is at
-//! most `1 − confidence / 100`; the score is `1 − p`.
+//! most `1 − confidence / 100`. The score is `s / (s + limit)` with `s = −ln p` and
+//! `limit = −ln(1 − confidence / 100)`: 0.5 at the confidence level, and still ordered for
+//! p-values far below what an `f64` `1 − p` could tell apart.
 
 use super::detector::Verdict;
 use super::options::Direction;
 use super::statistical::num;
-use super::stats::{Rolling, SortedWindow, spread_floor, two_sided_p};
+use super::stats::{Rolling, SortedWindow, ln_two_sided_p, ratio_score, spread_floor};
 
 /// `spike_dip` state: the history in arrival order and sorted.
 #[derive(Clone, Debug)]
@@ -42,21 +44,24 @@ impl SpikeDip {
             let median = self.sorted.median();
             let spread = spread_floor(1.4826 * self.sorted.mad(median), median);
             let (lowest, highest) = self.sorted.extremes();
-            let mut up = (at_least + 1) as f64 / total;
-            let mut down = (at_most + 1) as f64 / total;
+            // ln of the p-values, which may be far below the smallest f64.
+            let mut up = ((at_least + 1) as f64 / total).ln();
+            let mut down = ((at_most + 1) as f64 / total).ln();
             if value > highest {
-                up *= two_sided_p((value - highest) / spread);
+                up += ln_two_sided_p((value - highest) / spread);
             }
             if value < lowest {
-                down *= two_sided_p((lowest - value) / spread);
+                down += ln_two_sided_p((lowest - value) / spread);
             }
-            let (p, spike) = match direction {
+            let (ln_p, spike) = match direction {
                 Direction::Up => (up, true),
                 Direction::Down => (down, false),
                 Direction::Both => (up.min(down), up <= down),
             };
-            let score = (1.0 - p).clamp(0.0, 1.0);
-            if p <= 1.0 - confidence / 100.0 {
+            let limit = -(1.0 - confidence / 100.0).max(1e-12).ln();
+            let score = ratio_score(-ln_p, limit);
+            let p = ln_p.exp();
+            if -ln_p >= limit {
                 Verdict::anomaly(score, {
                     let (kind, side, count) = if spike {
                         ("spike", "higher", at_least)
@@ -102,7 +107,7 @@ mod tests {
         }
         let spike = s.observe(95.0, Direction::Both, 50, 30.0);
         assert!(spike.anomaly);
-        assert!(spike.score > 0.99);
+        assert!(spike.score > 0.9);
         assert!(
             spike
                 .reason

@@ -80,9 +80,15 @@ pub(crate) struct AnomalyState {
     /// Key id → its gap deadline (last row's time + duration), with `gap`.
     deadline_of: Vec<Option<i64>>,
     deadlines: BTreeSet<(i64, u32)>,
+    /// Key id → end of its cooldown (with `cooldown`).
+    quiet_until: Vec<i64>,
     pending: Vec<Buffered>,
     pending_rows: usize,
 }
+
+/// The highest score a row may have during its key's cooldown: just under the 0.5 that means
+/// "at the method's limit".
+const COOLDOWN_SCORE: f64 = 0.499;
 
 /// A timely timestamp as an event time.
 fn to_time(watermark: u64) -> i64 {
@@ -121,6 +127,7 @@ impl AnomalyState {
             state_bytes: 0,
             deadline_of: Vec::new(),
             deadlines: BTreeSet::new(),
+            quiet_until: Vec::new(),
             pending: Vec::new(),
             pending_rows: 0,
         })
@@ -271,6 +278,9 @@ impl AnomalyState {
         self.key_bytes.push(bytes);
         self.detectors.push(detector);
         self.deadline_of.push(None);
+        if self.plan.cooldown_ms.is_some() {
+            self.quiet_until.push(i64::MIN);
+        }
         if let Some(row) = row {
             self.key_rows.push(row);
         }
@@ -389,8 +399,18 @@ impl AnomalyState {
             for (slot, array) in limits.iter_mut().zip(&limit_arrays) {
                 *slot = array.is_valid(i).then(|| array.value(i));
             }
-            let verdict =
+            let mut verdict =
                 self.detectors[key as usize].observe(&plan.spec, plan.warmup, time, value, &limits);
+            if let Some(cooldown) = plan.cooldown_ms {
+                let quiet = &mut self.quiet_until[key as usize];
+                if time < *quiet {
+                    verdict.score = verdict.score.min(COOLDOWN_SCORE);
+                    verdict.anomaly = false;
+                    verdict.reason = None;
+                } else if verdict.anomaly {
+                    *quiet = time.saturating_add(cooldown);
+                }
+            }
             scores[i] = Some(verdict.score);
             flags[i] = verdict.anomaly;
             reasons[i] = verdict.reason;

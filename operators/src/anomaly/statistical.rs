@@ -3,12 +3,12 @@
 //! `mad` (rolling median and median absolute deviation, a robust z-score).
 //!
 //! Each compares the new value with the state *before* it, then adds it, so a spike does not
-//! mask itself. The score is 1 − P(|Z| ≥ |z|) for the method's z (see
-//! [`super::stats::z_score_to_score`]): 0.9973 at 3σ.
+//! mask itself. The score is `|z| / (|z| + threshold)` (see [`super::stats::ratio_score`]):
+//! 0.5 at the threshold.
 
 use super::detector::Verdict;
 use super::options::{Direction, Span};
-use super::stats::{Rolling, SortedWindow, spread_floor, z_score_to_score};
+use super::stats::{Rolling, SortedWindow, ratio_score, spread_floor};
 
 /// "above" or "below".
 pub(crate) fn side(delta: f64) -> &'static str {
@@ -25,7 +25,7 @@ pub(crate) fn deviation_verdict(
     if !direction.admits(z) {
         return Verdict::normal(0.0);
     }
-    let score = z_score_to_score(z);
+    let score = ratio_score(z.abs(), threshold);
     if z.abs() >= threshold {
         Verdict::anomaly(score, reason())
     } else {
@@ -135,6 +135,9 @@ pub(crate) struct Mad {
 /// Scales a MAD to a standard deviation for normal data (1 / Φ⁻¹(3/4)).
 const MAD_TO_SIGMA: f64 = 1.4826;
 
+/// Scales a mean absolute deviation to a standard deviation for normal data (√(π/2)).
+const MEAN_AD_TO_SIGMA: f64 = 1.2533;
+
 impl Mad {
     pub(crate) fn new(span: &Span) -> Self {
         Self {
@@ -156,7 +159,14 @@ impl Mad {
         let verdict = if self.sorted.len() >= 2 {
             let median = self.sorted.median();
             let mad = self.sorted.mad(median);
-            let z = (value - median) / spread_floor(MAD_TO_SIGMA * mad, median);
+            // With more than half the window equal the MAD is 0; the mean absolute deviation
+            // (scaled to σ for normal data) then keeps every other change from scoring 1.
+            let spread = if mad > 0.0 {
+                MAD_TO_SIGMA * mad
+            } else {
+                MEAN_AD_TO_SIGMA * self.sorted.mean_abs_deviation(median)
+            };
+            let z = (value - median) / spread_floor(spread, median);
             deviation_verdict(z, threshold, direction, || {
                 format!(
                     "value {} is {:.1} robust σ {} the median {} of {} (MAD {})",
@@ -214,7 +224,7 @@ mod tests {
         }
         let v = z.observe(&span, 3.0, Direction::Both, 9, 30.0);
         assert!(v.anomaly);
-        assert!(v.score > 0.99);
+        assert!(v.score > 0.85);
         assert_eq!(
             v.reason.as_deref(),
             Some("value 30 is 17.3σ above the mean 20.5 of the last 10 rows")

@@ -204,6 +204,15 @@ impl SortedWindow {
         }
     }
 
+    /// The mean absolute deviation from `center`, in O(n): a fallback spread for windows whose
+    /// MAD is 0 (more than half the values equal).
+    pub(crate) fn mean_abs_deviation(&self, center: f64) -> f64 {
+        if self.sorted.is_empty() {
+            return 0.0;
+        }
+        self.sorted.iter().map(|x| (x - center).abs()).sum::<f64>() / self.sorted.len() as f64
+    }
+
     /// How many values are `>= value` and how many are `<= value`.
     pub(crate) fn ranks(&self, value: f64) -> (usize, usize) {
         let below = self.sorted.partition_point(|&x| x < value);
@@ -241,12 +250,31 @@ pub(crate) fn two_sided_p(z: f64) -> f64 {
     erfc(z.abs() / std::f64::consts::SQRT_2).clamp(0.0, 1.0)
 }
 
-/// The score of a z-score: 1 − P(|Z| ≥ |z|), the confidence that the value is not noise.
-pub(crate) fn z_score_to_score(z: f64) -> f64 {
-    if z.is_nan() {
-        return 0.0;
+/// The natural log of [`two_sided_p`], accurate far into the tail where the p-value itself
+/// underflows (the asymptotic expansion of erfc beyond 30σ).
+pub(crate) fn ln_two_sided_p(z: f64) -> f64 {
+    let z = z.abs();
+    if z < 30.0 {
+        two_sided_p(z).max(f64::MIN_POSITIVE).ln()
+    } else {
+        -z * z / 2.0 - z.ln() + (2.0 / std::f64::consts::PI).sqrt().ln()
     }
-    (1.0 - two_sided_p(z)).clamp(0.0, 1.0)
+}
+
+/// The score of a statistic `x ≥ 0` whose anomaly limit is `limit > 0`: `x / (x + limit)`.
+///
+/// Every method scores this way, so 0.5 means "at the method's limit" whatever the method,
+/// scores of different methods compare (an ensemble takes their maximum or mean), and the
+/// score never saturates: twice as far out always scores higher, which a ranking (choosing a
+/// threshold on labelled data) needs. `1 − p` would round to exactly 1 beyond 8σ.
+pub(crate) fn ratio_score(x: f64, limit: f64) -> f64 {
+    if x.is_nan() || x <= 0.0 {
+        0.0
+    } else if limit <= 0.0 || x.is_infinite() {
+        1.0
+    } else {
+        x / (x + limit)
+    }
 }
 
 /// Keeps a divisor away from zero: a flat history would otherwise make any change infinitely
@@ -310,8 +338,11 @@ mod tests {
     #[test]
     fn normal_tail() {
         assert!((two_sided_p(1.959_964) - 0.05).abs() < 1e-6);
-        assert!((z_score_to_score(3.0) - 0.9973).abs() < 1e-4);
-        assert!(z_score_to_score(0.0) < 1e-6);
+        assert!((ln_two_sided_p(3.0) - 0.0027f64.ln()).abs() < 1e-2);
+        assert!((ln_two_sided_p(40.0) - ln_two_sided_p(29.99)) < -300.0);
+        assert_eq!(ratio_score(3.0, 3.0), 0.5);
+        assert_eq!(ratio_score(0.0, 3.0), 0.0);
+        assert!(ratio_score(1e6, 3.0) < ratio_score(1e7, 3.0));
         let (ge, le) = {
             let mut w = SortedWindow::default();
             for v in [1.0, 2.0, 2.0, 3.0] {

@@ -116,3 +116,95 @@ fn bad_options_are_reported_at_their_paths() {
         parse_options::<AnomalyConfig>("method = \"mad\"\nwindw = 3".parse().unwrap()).unwrap_err();
     assert_eq!(error.path, ["windw"]);
 }
+
+/// Points per second on one core through [`state::AnomalyState`] (buffering, key lookup,
+/// event-time sort, detection and the output columns; no timely, no exchange), with 10,000
+/// keys, for every method; and the state bytes per key once every window is full.
+///
+/// ```sh
+/// cargo test --release -p edgeflow-operators --lib anomaly_throughput -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore = "throughput measurement; run in release mode"]
+fn anomaly_throughput() {
+    use edgeflow_engine::arrow::array::TimestampMillisecondArray;
+    use edgeflow_engine::arrow::array::{Float64Array, RecordBatch, StringArray};
+    use edgeflow_engine::schema::UTC;
+
+    const KEYS: usize = 10_000;
+    const POINTS: usize = 5_000_000;
+    const BATCH: usize = 8192;
+    let names: Vec<String> = (0..KEYS).map(|k| format!("dev-{k:05}")).collect();
+    let input = schema();
+    let batches: Vec<RecordBatch> = (0..POINTS.div_ceil(BATCH))
+        .map(|b| {
+            let rows = (b * BATCH)..((b + 1) * BATCH).min(POINTS);
+            RecordBatch::try_new(
+                input.clone(),
+                vec![
+                    Arc::new(StringArray::from_iter_values(
+                        rows.clone().map(|i| &names[i % KEYS]),
+                    )),
+                    Arc::new(
+                        TimestampMillisecondArray::from_iter_values(
+                            rows.clone().map(|i| (i / KEYS) as i64 * 1000),
+                        )
+                        .with_timezone(UTC),
+                    ),
+                    Arc::new(Float64Array::from_iter_values(
+                        rows.clone()
+                            .map(|i| 20.0 + ((i * 7919) % 1000) as f64 / 100.0),
+                    )),
+                    Arc::new(Float64Array::from_iter_values(rows.clone().map(|_| 80.0))),
+                    Arc::new(StringArray::from_iter_values(rows.map(|_| "x"))),
+                ],
+            )
+            .unwrap()
+        })
+        .collect();
+    let methods = [
+        "method = \"threshold\"\nmax = 80",
+        "method = \"zscore\"\nwindow = 100",
+        "method = \"ewma\"",
+        "method = \"mad\"\nwindow = 100",
+        "method = \"spike_dip\"\nhistory = 100",
+        "method = \"change_point\"\nwindow = 100",
+        "method = \"flatline\"\nduration = \"10m\"",
+        "method = \"rate_of_change\"\nmax_rate = 1",
+        "method = \"gap\"\nduration = \"10m\"",
+        "method = \"ensemble\"\nmembers = [{ method = \"zscore\" }, { method = \"mad\" }, \
+         { method = \"ewma\" }]",
+        "method = \"spike_dip\"\nhistory = 1500\nwarmup = 400",
+    ];
+    println!("| method | points/s | state bytes per key |\n|---|---|---|");
+    for options in methods {
+        let value = if options.contains("gap") {
+            ""
+        } else {
+            "value = \"temperature\"\n"
+        };
+        let op = plan(&format!("group_by = [\"device_id\"]\n{value}{options}")).unwrap();
+        let mut state = state::AnomalyState::new(op.plan.clone()).unwrap();
+        let started = std::time::Instant::now();
+        let mut out_rows = 0;
+        for batch in &batches {
+            let times = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<TimestampMillisecondArray>()
+                .unwrap();
+            let (first, last) = (times.value(0), times.value(times.len() - 1));
+            state.absorb(batch, first as u64).unwrap();
+            let flushed = state.advance(Some(last as u64 + 1)).unwrap();
+            out_rows += flushed.rows.map_or(0, |r| r.num_rows());
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        assert!(out_rows >= POINTS, "{options}: {out_rows} rows out");
+        println!(
+            "| {} | {:.2} M | {} |",
+            options.replace('\n', ", "),
+            POINTS as f64 / elapsed / 1e6,
+            state.state_bytes() / KEYS
+        );
+    }
+}
