@@ -13,8 +13,11 @@
 //!   arrangement on every worker and reloaded when the file changes.
 //! * [`filter`]: keeps rows for which a boolean [`expr`] expression is true (row-local).
 //! * [`derive`](mod@derive): adds or replaces columns computed from [`expr`] expressions (row-local).
-//! * [`window`]: tumbling event-time windows with per-key aggregates (keys exchanged across
-//!   workers, state held per open window and key).
+//! * [`window`]: tumbling, hopping, sliding, session and count windows with per-key
+//!   aggregates (keys exchanged across workers, state held per open window and key, bounded by
+//!   `max_keys` and the pipeline's memory budget).
+//! * [`anomaly`]: per-key anomaly detection (z-score, EWMA, MAD, spike/dip, change point,
+//!   flatline, gap, rate of change, thresholds, ensembles), in event-time order.
 //!
 //! ```text
 //! source ─▶ clean (Pipeline pact) ─▶ window (key exchange) ─▶ sink
@@ -89,6 +92,9 @@ mod tests {
         sorted.sort_unstable();
         sorted.dedup();
         assert_eq!(names, sorted);
-        assert_eq!(names, ["anomaly", "clean", "derive", "enrich", "filter", "window"]);
+        assert_eq!(
+            names,
+            ["anomaly", "clean", "derive", "enrich", "filter", "window"]
+        );
     }
 }

@@ -35,7 +35,7 @@
 //! # Order, warm-up and time
 //!
 //! Rows are exchanged by key and judged in event-time order: the operator buffers rows until
-//! the watermark passes them (see [`state`]), so the result does not depend on arrival order
+//! the watermark passes them (see `state`), so the result does not depend on arrival order
 //! or worker count. Rows behind the watermark when they arrive are late: they go unjudged to
 //! the `late` side output and are counted. Output rows are stamped with the watermark at which
 //! they were judged. Each key reports nothing (score 0) during its first `warmup` rows.
