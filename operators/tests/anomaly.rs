@@ -279,11 +279,18 @@ struct Series {
     values: Vec<f64>,
 }
 
+/// The NAB data: `$NAB_DATA`, or `shared/data/nab` next to the checkout or any folder above
+/// it (`../shared` from the repository, wherever it is checked out).
 fn nab_dir() -> PathBuf {
-    std::env::var_os("NAB_DATA").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/nab"),
-        PathBuf::from,
-    )
+    if let Some(dir) = std::env::var_os("NAB_DATA") {
+        return PathBuf::from(dir);
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("shared/data/nab"))
+        .find(|dir| dir.join("labels.json").is_file())
+        .unwrap_or_else(|| manifest.join("../../shared/data/nab"))
 }
 
 fn load_series(dir: &Path, rel: &str) -> Series {
