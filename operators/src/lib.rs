@@ -45,6 +45,7 @@ pub mod expr;
 mod fields;
 pub mod filter;
 pub mod options;
+mod reorder;
 mod row_local;
 pub mod window;
 

@@ -27,25 +27,14 @@ use edgeflow_engine::arrow::array::{
     RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray, new_null_array,
 };
 use edgeflow_engine::arrow::compute::{cast, concat_batches, filter_record_batch};
-use edgeflow_engine::arrow::datatypes::{DataType, Float64Type, TimestampMillisecondType};
+use edgeflow_engine::arrow::datatypes::{DataType, Float64Type};
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::arrow::row::{OwnedRow, RowConverter, SortField};
 
 use super::detector::KeyDetector;
 use super::{AnomalyPlan, ValueSource};
-
-/// What [`AnomalyState::absorb`] did with one batch.
-#[derive(Debug, Default)]
-pub(crate) struct Absorbed {
-    /// Rows buffered until the watermark passes them.
-    pub on_time: usize,
-    /// Rows with an event time below the batch's watermark.
-    pub late: usize,
-    /// Rows with a null event time: dropped.
-    pub missing_time: usize,
-    /// The late rows, unchanged, for the `late` side output.
-    pub late_rows: Option<RecordBatch>,
-}
+pub(crate) use crate::reorder::Absorbed;
+use crate::reorder::{Buffered, event_times, split_on_watermark, to_time};
 
 /// What one [`AnomalyState::advance`] produced.
 #[derive(Debug, Default)]
@@ -56,13 +45,6 @@ pub(crate) struct Flushed {
     pub missing_value: usize,
     /// Values the `value` expression made null with a runtime error.
     pub expression_errors: usize,
-}
-
-/// A buffered batch of on-time rows and the range of their event times.
-struct Buffered {
-    rows: RecordBatch,
-    min: i64,
-    max: i64,
 }
 
 /// One worker's anomaly state.
@@ -89,20 +71,6 @@ pub(crate) struct AnomalyState {
 /// The highest score a row may have during its key's cooldown: just under the 0.5 that means
 /// "at the method's limit".
 const COOLDOWN_SCORE: f64 = 0.499;
-
-/// A timely timestamp as an event time.
-fn to_time(watermark: u64) -> i64 {
-    i64::try_from(watermark).unwrap_or(i64::MAX)
-}
-
-fn event_times(
-    rows: &RecordBatch,
-    column: usize,
-) -> Result<&TimestampMillisecondArray, ArrowError> {
-    rows.column(column)
-        .as_primitive_opt::<TimestampMillisecondType>()
-        .ok_or_else(|| ArrowError::SchemaError("event-time column is not a ms timestamp".into()))
-}
 
 impl AnomalyState {
     /// Empty state for `plan`.
@@ -163,42 +131,9 @@ impl AnomalyState {
         rows: &RecordBatch,
         watermark: u64,
     ) -> Result<Absorbed, ArrowError> {
-        let bound = to_time(watermark);
-        let times = event_times(rows, self.plan.event_time)?;
-        let nulls = times.nulls().filter(|n| n.null_count() > 0);
-        let mut absorbed = Absorbed::default();
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for (row, &time) in times.values().iter().enumerate() {
-            if nulls.is_some_and(|n| n.is_null(row)) {
-                absorbed.missing_time += 1;
-            } else if time < bound {
-                absorbed.late += 1;
-            } else {
-                min = min.min(time);
-                max = max.max(time);
-            }
-        }
-        absorbed.on_time = rows.num_rows() - absorbed.late - absorbed.missing_time;
-        let mask = |late: bool| -> BooleanArray {
-            times
-                .values()
-                .iter()
-                .enumerate()
-                .map(|(row, &time)| {
-                    Some(nulls.is_none_or(|n| n.is_valid(row)) && (time < bound) == late)
-                })
-                .collect()
-        };
-        if absorbed.late > 0 {
-            absorbed.late_rows = Some(filter_record_batch(rows, &mask(true))?);
-        }
-        if absorbed.on_time > 0 {
-            let rows = if absorbed.on_time == rows.num_rows() {
-                rows.clone()
-            } else {
-                filter_record_batch(rows, &mask(false))?
-            };
-            self.pending.push(Buffered { rows, min, max });
+        let (absorbed, buffered) = split_on_watermark(rows, self.plan.event_time, watermark)?;
+        if let Some(buffered) = buffered {
+            self.pending.push(buffered);
             self.pending_rows += absorbed.on_time;
         }
         Ok(absorbed)

@@ -43,11 +43,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, TimestampMillisecondArray,
-};
+use edgeflow_engine::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use edgeflow_engine::arrow::compute::{concat, concat_batches, filter, filter_record_batch, not};
-use edgeflow_engine::arrow::datatypes::TimestampMillisecondType;
 use edgeflow_engine::arrow::error::ArrowError;
 
 use self::output::KeyValues;
@@ -59,18 +56,8 @@ use super::kind::WindowKind;
 
 mod output;
 
-/// What [`OrderedWindows::absorb`] did with one batch.
-#[derive(Debug, Default)]
-pub(crate) struct Absorbed {
-    /// Rows buffered until the watermark passes them.
-    pub on_time: usize,
-    /// Rows with an event time below the batch's watermark: not aggregated.
-    pub late: usize,
-    /// Rows with a null event time: dropped.
-    pub missing_time: usize,
-    /// The late rows, unchanged, for the `late` side output.
-    pub late_rows: Option<RecordBatch>,
-}
+pub(crate) use crate::reorder::Absorbed;
+use crate::reorder::{Buffered, event_times, split_on_watermark, to_time};
 
 /// One worker's session, sliding or count windows.
 pub(crate) struct OrderedWindows {
@@ -87,13 +74,6 @@ pub(crate) struct OrderedWindows {
     /// Per aggregate, the values of its expression that the last flush made null with a
     /// runtime error.
     expression_errors: Vec<usize>,
-}
-
-/// A buffered batch of on-time rows and the range of their event times.
-struct Buffered {
-    rows: RecordBatch,
-    min: i64,
-    max: i64,
 }
 
 /// The rows of one flush, ready for the state machines.
@@ -149,21 +129,6 @@ struct Closed {
     end: i64,
     key: u32,
     slot: u32,
-}
-
-/// The event-time column of `rows`.
-fn event_times(
-    rows: &RecordBatch,
-    column: usize,
-) -> Result<&TimestampMillisecondArray, ArrowError> {
-    rows.column(column)
-        .as_primitive_opt::<TimestampMillisecondType>()
-        .ok_or_else(|| ArrowError::SchemaError("event-time column is not a ms timestamp".into()))
-}
-
-/// A timely timestamp as an event time.
-fn to_time(watermark: u64) -> i64 {
-    i64::try_from(watermark).unwrap_or(i64::MAX)
 }
 
 impl OrderedWindows {
@@ -268,42 +233,9 @@ impl OrderedWindows {
         rows: &RecordBatch,
         watermark: u64,
     ) -> Result<Absorbed, ArrowError> {
-        let bound = to_time(watermark);
-        let times = event_times(rows, self.plan.event_time)?;
-        let nulls = times.nulls().filter(|n| n.null_count() > 0);
-        let mut absorbed = Absorbed::default();
-        let (mut min, mut max) = (i64::MAX, i64::MIN);
-        for (row, &time) in times.values().iter().enumerate() {
-            if nulls.is_some_and(|n| n.is_null(row)) {
-                absorbed.missing_time += 1;
-            } else if time < bound {
-                absorbed.late += 1;
-            } else {
-                min = min.min(time);
-                max = max.max(time);
-            }
-        }
-        absorbed.on_time = rows.num_rows() - absorbed.late - absorbed.missing_time;
-        let mask = |late: bool| -> BooleanArray {
-            times
-                .values()
-                .iter()
-                .enumerate()
-                .map(|(row, &time)| {
-                    Some(nulls.is_none_or(|n| n.is_valid(row)) && (time < bound) == late)
-                })
-                .collect()
-        };
-        if absorbed.late > 0 {
-            absorbed.late_rows = Some(filter_record_batch(rows, &mask(true))?);
-        }
-        if absorbed.on_time > 0 {
-            let rows = if absorbed.on_time == rows.num_rows() {
-                rows.clone()
-            } else {
-                filter_record_batch(rows, &mask(false))?
-            };
-            self.pending.push(Buffered { rows, min, max });
+        let (absorbed, buffered) = split_on_watermark(rows, self.plan.event_time, watermark)?;
+        if let Some(buffered) = buffered {
+            self.pending.push(buffered);
             self.pending_rows += absorbed.on_time;
         }
         Ok(absorbed)

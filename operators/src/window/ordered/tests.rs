@@ -3,8 +3,12 @@
 
 use super::*;
 use crate::window::WindowConfig;
-use edgeflow_engine::arrow::array::{Float64Array, StringArray};
-use edgeflow_engine::arrow::datatypes::{DataType, Field, Float64Type, Int64Type, SchemaRef};
+use edgeflow_engine::arrow::array::{
+    AsArray, Float64Array, StringArray, TimestampMillisecondArray,
+};
+use edgeflow_engine::arrow::datatypes::{
+    DataType, Field, Float64Type, Int64Type, SchemaRef, TimestampMillisecondType,
+};
 use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
 use proptest::prelude::*;
 
