@@ -40,6 +40,7 @@
 
 pub mod error;
 pub mod file;
+pub mod flight;
 pub mod http;
 pub mod mqtt;
 pub mod parquet;

@@ -1,0 +1,8 @@
+//! Arrow Flight upstream: the `flight` sink that ships batches from the gateway to a cloud
+//! collector over mutual TLS with a local store-and-forward spool, and the collector that
+//! receives them (`edgeflow collect`).
+//!
+//! [`protocol`] is the agreement both ends follow: one `DoPut` per spool segment, addressed
+//! by `["edgeflow", stream, segment id]`, acknowledged after the collector's durable write.
+
+pub mod protocol;
