@@ -6,10 +6,15 @@
 //!
 //! Rejections and other dropped rows are counted *by reason* ([`NodeMetrics::count_dropped`]),
 //! so nothing disappears without a number saying why.
+//!
+//! Each timely worker also has a [`WorkerLiveness`] entry ([`PipelineMetrics::worker`]): the
+//! worker bumps it after every step of its loop, and marks it when it finishes or panics, so
+//! a liveness probe can tell a stalled or dead worker from a busy one.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// What kind of node a metrics entry belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -36,6 +41,7 @@ pub struct NodeMetrics {
     bytes_written: AtomicU64,
     dropped: Mutex<BTreeMap<String, u64>>,
     values: Mutex<BTreeMap<String, u64>>,
+    messages: Mutex<BTreeMap<String, String>>,
 }
 
 impl NodeMetrics {
@@ -52,6 +58,7 @@ impl NodeMetrics {
             bytes_written: AtomicU64::new(0),
             dropped: Mutex::new(BTreeMap::new()),
             values: Mutex::new(BTreeMap::new()),
+            messages: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -142,6 +149,28 @@ impl NodeMetrics {
         *values.entry(name.to_string()).or_insert(0) += delta;
     }
 
+    /// Sets (`Some`) or clears (`None`) a connector-specific message that explains a value,
+    /// such as why a sink's `writable` is 0. Readiness probes quote it.
+    pub fn set_message(&self, name: &str, message: Option<String>) {
+        let mut messages = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        match message {
+            Some(message) => {
+                messages.insert(name.to_string(), message);
+            }
+            None => {
+                messages.remove(name);
+            }
+        }
+    }
+
+    /// The connector-specific messages set now, by name.
+    pub fn messages(&self) -> BTreeMap<String, String> {
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// A copy of the counters.
     pub fn snapshot(&self) -> NodeSnapshot {
         NodeSnapshot {
@@ -202,10 +231,97 @@ impl NodeSnapshot {
     }
 }
 
+/// What a dataflow worker is doing, as far as liveness is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    /// In its step loop.
+    Running,
+    /// Left its step loop because the dataflow completed.
+    Finished,
+    /// Unwound from a panic (a bug).
+    Panicked,
+}
+
+/// One timely worker's heartbeat: when it last completed a step of its loop.
+///
+/// The worker calls [`WorkerLiveness::beat`] after every `step_or_park`. A worker parked
+/// waiting for input wakes at least every [`WorkerLiveness::PARK_TIMEOUT`] to beat, so an
+/// idle worker stays fresh; a worker stuck inside one step (an operator that never returns,
+/// or blocked on a sink that takes nothing) goes stale.
+#[derive(Debug)]
+pub struct WorkerLiveness {
+    epoch: Instant,
+    last_step_ms: AtomicU64,
+    steps: AtomicU64,
+    state: AtomicU8,
+}
+
+impl WorkerLiveness {
+    /// Longest a worker parks without input before it wakes to beat.
+    pub const PARK_TIMEOUT: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        Self {
+            epoch: Instant::now(),
+            last_step_ms: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+        }
+    }
+
+    /// Records a completed step (cheap: one clock read and two relaxed stores).
+    pub fn beat(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.last_step_ms.store(now, Ordering::Relaxed);
+        self.steps.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Marks the worker as having left its loop normally.
+    pub fn finish(&self) {
+        self.beat();
+        self.state.store(1, Ordering::Relaxed);
+    }
+
+    /// Marks the worker as dead by panic.
+    pub fn panicked(&self) {
+        self.state.store(2, Ordering::Relaxed);
+    }
+
+    /// The worker's state and heartbeat now.
+    pub fn snapshot(&self, index: usize) -> WorkerSnapshot {
+        let now = self.epoch.elapsed();
+        let last = Duration::from_millis(self.last_step_ms.load(Ordering::Relaxed));
+        WorkerSnapshot {
+            index,
+            state: match self.state.load(Ordering::Relaxed) {
+                0 => WorkerState::Running,
+                1 => WorkerState::Finished,
+                _ => WorkerState::Panicked,
+            },
+            steps: self.steps.load(Ordering::Relaxed),
+            since_last_step: now.saturating_sub(last),
+        }
+    }
+}
+
+/// A point-in-time copy of one worker's heartbeat.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// The worker's index (0-based).
+    pub index: usize,
+    /// Running, finished or panicked.
+    pub state: WorkerState,
+    /// Steps completed.
+    pub steps: u64,
+    /// Time since the last completed step (since registration before the first).
+    pub since_last_step: Duration,
+}
+
 /// Counters for every node of one pipeline.
 #[derive(Debug, Default)]
 pub struct PipelineMetrics {
     nodes: Mutex<Vec<Arc<NodeMetrics>>>,
+    workers: Mutex<Vec<Arc<WorkerLiveness>>>,
 }
 
 impl PipelineMetrics {
@@ -229,6 +345,30 @@ impl PipelineMetrics {
     pub fn snapshot(&self) -> Vec<NodeSnapshot> {
         let nodes = self.nodes.lock().unwrap_or_else(|p| p.into_inner());
         nodes.iter().map(|n| n.snapshot()).collect()
+    }
+
+    /// Every node's entry, in registration order (for readers of [`NodeMetrics::messages`]).
+    pub fn nodes(&self) -> Vec<Arc<NodeMetrics>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The heartbeat of worker `index`, created (as just started) on first use.
+    pub fn worker(&self, index: usize) -> Arc<WorkerLiveness> {
+        let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        while workers.len() <= index {
+            workers.push(Arc::new(WorkerLiveness::new()));
+        }
+        workers[index].clone()
+    }
+
+    /// Every registered worker's heartbeat, by index (empty before the workers start).
+    pub fn workers(&self) -> Vec<WorkerSnapshot> {
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        workers
+            .iter()
+            .enumerate()
+            .map(|(index, worker)| worker.snapshot(index))
+            .collect()
     }
 }
 
@@ -265,6 +405,42 @@ mod tests {
         let snapshot = node.snapshot();
         assert_eq!(snapshot.values.get("connected"), Some(&0));
         assert_eq!(snapshot.values.get("reconnects"), Some(&3));
+    }
+
+    #[test]
+    fn messages_are_set_and_cleared() {
+        let metrics = PipelineMetrics::new();
+        let node = metrics.node("archive", NodeRole::Sink);
+        node.set_message("writable", Some("read-only file system".into()));
+        assert_eq!(
+            metrics.nodes()[0]
+                .messages()
+                .get("writable")
+                .map(String::as_str),
+            Some("read-only file system")
+        );
+        node.set_message("writable", None);
+        assert!(node.messages().is_empty());
+    }
+
+    #[test]
+    fn workers_beat_finish_and_panic() {
+        let metrics = PipelineMetrics::new();
+        assert!(metrics.workers().is_empty());
+        let second = metrics.worker(1);
+        second.beat();
+        second.beat();
+        metrics.worker(0).panicked();
+        let workers = metrics.workers();
+        assert_eq!(workers.len(), 2);
+        assert_eq!(workers[0].state, WorkerState::Panicked);
+        assert_eq!(
+            (workers[1].state, workers[1].steps),
+            (WorkerState::Running, 2)
+        );
+        assert!(workers[1].since_last_step < Duration::from_secs(1));
+        second.finish();
+        assert_eq!(metrics.workers()[1].state, WorkerState::Finished);
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::ingress::{
     IngressSlot, ShutdownTrigger, SourceContext, ingress_channel, ingress_operator,
 };
 use crate::memory::MemoryBudget;
-use crate::metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics};
+use crate::metrics::{NodeMetrics, NodeRole, NodeSnapshot, PipelineMetrics, WorkerLiveness};
 use crate::time::{EventTime, WatermarkPolicy};
 
 /// How to run a pipeline.
@@ -231,16 +231,29 @@ pub fn run(
     // joining the workers would hang. Each worker carries a guard that, while unwinding,
     // reports the panic; the run then stops waiting and fails instead of hanging.
     let (panic_sender, mut panic_receiver) = mpsc::unbounded_channel::<usize>();
+    // Register every worker's heartbeat before any starts, so a liveness probe sees them all.
+    for index in 0..workers {
+        metrics.worker(index);
+    }
+    let liveness = metrics.clone();
     let guards = timely::execute(config, move |worker| {
+        let heartbeat = liveness.worker(worker.index());
         let _guard = PanicReporter {
             worker: worker.index(),
             sender: panic_sender.clone(),
+            heartbeat: heartbeat.clone(),
         };
         let plan = plan.clone();
         worker.dataflow::<EventTime, _, _>(|scope| {
             build_worker_dataflow(scope, &plan, workers, &memory)
         });
-        while worker.step_or_park(None) {}
+        // Parking with a timeout (rather than forever) lets an idle worker wake about once a
+        // second to beat its heartbeat, so a liveness probe never mistakes "waiting for
+        // input" for "stuck". Waking costs one empty step per second.
+        while worker.step_or_park(Some(WorkerLiveness::PARK_TIMEOUT)) {
+            heartbeat.beat();
+        }
+        heartbeat.finish();
     })
     .map_err(|error| EngineError::Startup(format!("timely workers: {error}")))?;
 
@@ -322,11 +335,13 @@ pub fn run(
 struct PanicReporter {
     worker: usize,
     sender: mpsc::UnboundedSender<usize>,
+    heartbeat: Arc<WorkerLiveness>,
 }
 
 impl Drop for PanicReporter {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            self.heartbeat.panicked();
             error!(
                 worker = self.worker,
                 "Dataflow worker panicked; stopping the pipeline"
