@@ -5,4 +5,5 @@
 //! [`protocol`] is the agreement both ends follow: one `DoPut` per spool segment, addressed
 //! by `["edgeflow", stream, segment id]`, acknowledged after the collector's durable write.
 
+pub mod collector;
 pub mod protocol;
