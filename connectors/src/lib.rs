@@ -9,7 +9,9 @@
 //! | `type`      | kind   | module             | reads or writes                              |
 //! |-------------|--------|--------------------|----------------------------------------------|
 //! | `file`      | source | [`file`](mod@file) | CSV, JSON lines or Parquet files             |
+//! | `gpio`      | source | [`rpi`]            | Raspberry Pi GPIO edges or pulse rates       |
 //! | `http`      | source | [`http`]           | JSON readings POSTed by devices (token/mTLS) |
+//! | `i2c`       | source | [`rpi`]            | Raspberry Pi I2C sensors (BME280, SHT3x)     |
 //! | `mqtt`      | source | [`mqtt`]           | MQTT topics: JSON, CSV or number payloads    |
 //! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
 //! | `mqtt`      | sink   | [`mqtt`]           | rows as JSON to an MQTT topic template       |
@@ -44,6 +46,7 @@ pub mod flight;
 pub mod http;
 pub mod mqtt;
 pub mod parquet;
+pub mod rpi;
 pub mod schema_options;
 pub mod simulator;
 pub mod stdout;
@@ -118,7 +121,14 @@ pub struct SinkKind {
 
 /// Every source kind, sorted by name.
 pub fn sources() -> &'static [SourceKind] {
-    &[file::KIND, http::KIND, mqtt::SOURCE_KIND, simulator::KIND]
+    &[
+        file::KIND,
+        rpi::GPIO_KIND,
+        http::KIND,
+        rpi::I2C_KIND,
+        mqtt::SOURCE_KIND,
+        simulator::KIND,
+    ]
 }
 
 /// Every sink kind, sorted by name.
