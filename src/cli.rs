@@ -17,7 +17,10 @@ Examples:
   edgeflow test pipeline.toml                    run its [[tests]] with fixture inputs
   edgeflow explain pipeline.toml                 show the graph with each node's schema
   edgeflow explain --format dot q.toml | dot -Tsvg > q.svg   draw it
-  RUST_LOG=debug edgeflow run pipeline.toml      more detailed logs";
+  RUST_LOG=debug edgeflow run pipeline.toml      more detailed logs
+  edgeflow certs --out certs                     development CA and mTLS certificates
+  edgeflow collect --tls-cert certs/collector.pem --tls-key certs/collector-key.pem \\
+    --client-ca certs/ca.pem --out collected     receive Flight upstream into Parquet";
 
 /// Stream processing for IoT edge gateways: sensor streams in, windowed results out as
 /// Parquet and Arrow.
@@ -65,6 +68,10 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
         format: ExplainFormat,
     },
+    /// Receive Arrow Flight upstream from gateways (mutual TLS) into partitioned Parquet.
+    Collect(crate::collect::CollectArgs),
+    /// Write a development CA and certificates for `collect` and its gateways.
+    Certs(crate::certs::CertsArgs),
 }
 
 /// Formats of `edgeflow explain`.
@@ -95,6 +102,8 @@ pub fn init_logging(_cli: &Cli) {
 /// Failures while starting or running a pipeline (exit code 1).
 pub fn execute(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Collect(args) => crate::collect::run(args),
+        Command::Certs(args) => crate::certs::run(&args),
         Command::Validate { file } => {
             let (plan, text) = match load(&file)? {
                 Ok(loaded) => loaded,

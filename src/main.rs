@@ -10,7 +10,9 @@
 //! | 1    | the pipeline failed while starting or running |
 //! | 2    | the query file is invalid, or the command line is wrong |
 
+mod certs;
 mod cli;
+mod collect;
 mod ops;
 mod status;
 
