@@ -11,8 +11,11 @@
 //! * `max_rate_of_change` and `fill` keep, per key, the latest reading of each field (the
 //!   `last` latest for `fill` with `mean`), and forget the key once the watermark passes its
 //!   latest event time by `state_ttl` (at least the largest `max_gap`).
+//! * `fill` with `linear` also holds, per key and field, the rows waiting for the next
+//!   reading (at most `max_held`), each until the watermark passes its event time by `max_gap`
+//!   (see [`super::interpolate`]); the rows themselves wait in the operator's held store.
 //! * Past `max_keys` keys (or remembered `dedup` combinations), the oldest are forgotten at
-//!   once and counted as `evicted_keys`.
+//!   once and counted as `evicted_keys` (rows a forgotten key held leave unfilled).
 //!
 //! Expiry is decided by the watermark of the batch that brings a row (the timestamp it
 //! carries), so results do not depend on scheduling or on the number of workers; memory is
@@ -32,6 +35,7 @@ use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::arrow::row::{RowConverter, Rows, SortField};
 
 use super::Reasons;
+use super::interpolate::{self, Decision, Pending, Resolution};
 
 /// `dedup`: the columns compared and how long a combination is remembered.
 #[derive(Clone, Debug)]
@@ -59,6 +63,9 @@ pub(crate) enum FillMethod {
     Mean { last: usize },
     /// A fixed value (no state).
     Constant(f64),
+    /// Interpolated between the readings before and after; at most `max_held` rows held per
+    /// key while they wait for the next reading.
+    Linear { max_held: usize },
 }
 
 /// One field of `fill`.
@@ -67,6 +74,8 @@ pub(crate) struct FillRule {
     pub(crate) column: usize,
     pub(crate) method: FillMethod,
     pub(crate) max_gap_ms: i64,
+    /// An integer field: interpolated values are rounded.
+    pub(crate) integer: bool,
 }
 
 impl FillRule {
@@ -75,6 +84,7 @@ impl FillRule {
             FillMethod::Previous => 1,
             FillMethod::Mean { last } => last,
             FillMethod::Constant(_) => 0,
+            FillMethod::Linear { .. } => 2,
         }
     }
 }
@@ -113,6 +123,9 @@ struct KeyEntry {
     rates: Vec<Option<(i64, f64)>>,
     /// Per fill rule: up to `depth` latest readings, oldest first.
     fills: Vec<VecDeque<(i64, f64)>>,
+    /// Per fill rule: the rows a `linear` fill holds, in arrival order (all later than every
+    /// remembered reading of the key).
+    pending: Vec<Vec<Pending>>,
 }
 
 /// What the per-key rules did to one batch besides rejecting rows.
@@ -124,6 +137,9 @@ pub(crate) struct KeyedOutcome {
     pub(crate) unfilled: usize,
     pub(crate) dedup_unchecked: usize,
     pub(crate) evicted_keys: usize,
+    /// Rows held by `linear` fills: `(row, ticket, fills waiting)`, in row order (tickets
+    /// consecutive from the first).
+    pub(crate) held: Vec<(usize, u64, u8)>,
 }
 
 /// The state of the per-key rules on one worker.
@@ -140,6 +156,14 @@ pub(crate) struct KeyedState {
     last_sweep: i64,
     /// Bytes of the combinations in `seen` (for the state size).
     seen_bytes: usize,
+    /// Held rows by `(deadline, ticket, fill rule)` → their key, to let them go unfilled when
+    /// the watermark passes the deadline.
+    deadlines: BTreeMap<(i64, u64, usize), Box<[u8]>>,
+    next_ticket: u64,
+    /// Values found for held rows, not yet taken by [`Self::take_resolved`].
+    resolved: Vec<Resolution>,
+    /// Held rows let go because a key held `max_held` already.
+    overflow: usize,
 }
 
 impl std::fmt::Debug for KeyedState {
@@ -168,12 +192,25 @@ impl KeyedState {
             keys: HashMap::with_hasher(hasher),
             last_sweep: i64::MIN,
             seen_bytes: 0,
+            deadlines: BTreeMap::new(),
+            next_ticket: 0,
+            resolved: Vec::new(),
+            overflow: 0,
         })
     }
 
-    /// Combinations and keys held.
+    /// Combinations, keys and held rows.
     pub(crate) fn entries(&self) -> usize {
-        self.seen.len() + self.keys.len()
+        self.seen.len() + self.keys.len() + self.deadlines.len()
+    }
+
+    /// The values found for held rows since the last call (`None`: left unfilled), and how
+    /// many of them left because a key held too many.
+    pub(crate) fn take_resolved(&mut self) -> (Vec<Resolution>, usize) {
+        (
+            std::mem::take(&mut self.resolved),
+            std::mem::take(&mut self.overflow),
+        )
     }
 
     /// A rough size of the state in bytes (keys, values and map overhead).
@@ -187,9 +224,11 @@ impl KeyedState {
                     + 64
                     + 24 * e.rates.len()
                     + e.fills.iter().map(|f| 32 + 16 * f.len()).sum::<usize>()
+                    + e.pending.iter().map(|p| 24 + 16 * p.len()).sum::<usize>()
             })
             .sum();
-        seen + keys
+        let deadlines: usize = self.deadlines.values().map(|k| 64 + k.len()).sum();
+        seen + keys + deadlines
     }
 
     /// Forgets what the watermark has passed by more than its time-to-live.
@@ -206,20 +245,48 @@ impl KeyedState {
                 }
             }
         }
+        // Held rows whose next reading did not come within max_gap leave unfilled. This
+        // comes before the sweep: a key is only forgotten after its held rows are gone.
+        while let Some(entry) = self.deadlines.first_entry() {
+            let (deadline, ticket, rule) = *entry.key();
+            if deadline >= watermark {
+                break;
+            }
+            let key = entry.remove();
+            if let Some(state) = self.keys.get_mut(&key) {
+                state.pending[rule].retain(|p| p.ticket != ticket);
+            }
+            self.resolved.push(Resolution {
+                ticket,
+                rule,
+                value: None,
+            });
+        }
         let ttl = self.plan.state_ttl_ms;
         if watermark.saturating_sub(self.last_sweep) >= (ttl / 4).max(1) {
             let limit = watermark.saturating_sub(ttl);
-            self.keys.retain(|_, entry| entry.latest >= limit);
+            let (plan, deadlines, resolved) = (&self.plan, &mut self.deadlines, &mut self.resolved);
+            self.keys.retain(|_, entry| {
+                let keep = entry.latest >= limit;
+                if !keep {
+                    let_go(plan, entry, deadlines, resolved);
+                }
+                keep
+            });
             self.last_sweep = watermark;
         }
     }
 
-    /// Forgets everything (the input has ended).
+    /// Forgets everything (the input has ended); held rows leave unfilled.
     pub(crate) fn clear(&mut self) {
         self.seen.clear();
         self.seen_bytes = 0;
         self.seen_by_time.clear();
+        for entry in self.keys.values_mut() {
+            let_go(&self.plan, entry, &mut self.deadlines, &mut self.resolved);
+        }
         self.keys.clear();
+        self.deadlines.clear();
     }
 
     /// Applies the per-key rules to the rows of `batch` that `reasons` still keeps, in row
@@ -312,10 +379,12 @@ impl KeyedState {
                     .iter()
                     .map(|f| VecDeque::with_capacity(f.depth()))
                     .collect(),
+                pending: vec![Vec::new(); plan.fills.len()],
             };
             let entry = match self.keys.get_mut(key.as_ref()) {
                 Some(entry) if entry.latest.saturating_add(ttl) >= watermark => entry,
                 Some(entry) => {
+                    let_go(&plan, entry, &mut self.deadlines, &mut self.resolved);
                     *entry = fresh();
                     entry
                 }
@@ -356,12 +425,81 @@ impl KeyedState {
             }
 
             // fill: readings feed the state; missing ones are filled from it.
+            let mut waiting = 0u8;
             for (index, rule) in plan.fills.iter().enumerate() {
                 let history = &mut entry.fills[index];
                 match filled[index][row] {
-                    Some(value) => remember_reading(history, rule.depth(), time, value),
+                    Some(value) => {
+                        let pending = &mut entry.pending[index];
+                        if !pending.is_empty() {
+                            // The next reading: it ends the wait of the rows it follows.
+                            let before = history.back().copied();
+                            pending.retain(|p| {
+                                if time < p.time {
+                                    return true;
+                                }
+                                let filled = before
+                                    .filter(|_| time - p.time <= rule.max_gap_ms)
+                                    .map(|b| {
+                                        interpolate::between(b, (time, value), p.time, rule.integer)
+                                    });
+                                self.deadlines.remove(&(
+                                    p.time.saturating_add(rule.max_gap_ms),
+                                    p.ticket,
+                                    index,
+                                ));
+                                self.resolved.push(Resolution {
+                                    ticket: p.ticket,
+                                    rule: index,
+                                    value: filled,
+                                });
+                                false
+                            });
+                        }
+                        remember_reading(history, rule.depth(), time, value);
+                    }
                     None => {
                         let value = match rule.method {
+                            FillMethod::Linear { max_held } => {
+                                let history = history.make_contiguous();
+                                match interpolate::decide(
+                                    history,
+                                    time,
+                                    rule.max_gap_ms,
+                                    rule.integer,
+                                ) {
+                                    Decision::Now(value) => value,
+                                    Decision::Hold => {
+                                        let pending = &mut entry.pending[index];
+                                        if pending.len() >= max_held {
+                                            let oldest = pending.remove(0);
+                                            self.deadlines.remove(&(
+                                                oldest.time.saturating_add(rule.max_gap_ms),
+                                                oldest.ticket,
+                                                index,
+                                            ));
+                                            self.resolved.push(Resolution {
+                                                ticket: oldest.ticket,
+                                                rule: index,
+                                                value: None,
+                                            });
+                                            self.overflow += 1;
+                                        }
+                                        if waiting == 0 {
+                                            outcome.held.push((row, self.next_ticket, 0));
+                                            self.next_ticket += 1;
+                                        }
+                                        waiting += 1;
+                                        let ticket = self.next_ticket - 1;
+                                        pending.push(Pending { ticket, time });
+                                        self.deadlines.insert(
+                                            (time.saturating_add(rule.max_gap_ms), ticket, index),
+                                            key.as_ref().into(),
+                                        );
+                                        continue;
+                                    }
+                                }
+                            }
                             FillMethod::Constant(value) => Some(value),
                             FillMethod::Previous => history
                                 .back()
@@ -386,6 +524,11 @@ impl KeyedState {
                         }
                     }
                 }
+            }
+            if waiting > 0
+                && let Some(last) = outcome.held.last_mut()
+            {
+                last.2 = waiting;
             }
             entry.latest = entry.latest.max(time);
         }
@@ -460,7 +603,14 @@ impl KeyedState {
                 .collect();
             ages.sort_unstable();
             for (_, key) in ages.into_iter().take(self.keys.len() - target) {
-                self.keys.remove(&key);
+                if let Some(mut entry) = self.keys.remove(&key) {
+                    let_go(
+                        &self.plan,
+                        &mut entry,
+                        &mut self.deadlines,
+                        &mut self.resolved,
+                    );
+                }
                 evicted += 1;
             }
         }
@@ -473,6 +623,29 @@ impl KeyedState {
             }
         }
         evicted
+    }
+}
+
+/// Lets the rows a key holds go unfilled (the key is forgotten).
+fn let_go(
+    plan: &KeyedPlan,
+    entry: &mut KeyEntry,
+    deadlines: &mut BTreeMap<(i64, u64, usize), Box<[u8]>>,
+    resolved: &mut Vec<Resolution>,
+) {
+    for (rule, pending) in entry.pending.iter_mut().enumerate() {
+        for p in pending.drain(..) {
+            deadlines.remove(&(
+                p.time.saturating_add(plan.fills[rule].max_gap_ms),
+                p.ticket,
+                rule,
+            ));
+            resolved.push(Resolution {
+                ticket: p.ticket,
+                rule,
+                value: None,
+            });
+        }
     }
 }
 

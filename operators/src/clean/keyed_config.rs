@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::config::{CleanConfig, Planner};
 use super::keyed::{DedupRule, FillMethod, FillRule, KeyedPlan, RateRule};
-use crate::fields::{error_at, lookup, numeric, type_name};
+use crate::fields::{Numeric, error_at, lookup, numeric, type_name};
 
 /// `dedup`.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -34,8 +34,9 @@ const fn default_horizon() -> Duration {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FillSpec {
-    /// `"previous"` (the key's latest reading), `"mean"` (of its `last` latest readings) or
-    /// `"constant"` (`value`). Default: `"previous"`.
+    /// `"previous"` (the key's latest reading), `"mean"` (of its `last` latest readings),
+    /// `"linear"` (interpolated between the key's readings before and after, holding the row
+    /// until the next one arrives) or `"constant"` (`value`). Default: `"previous"`.
     #[serde(default)]
     pub method: Option<String>,
     /// The value for `method = "constant"`.
@@ -51,7 +52,14 @@ pub struct FillSpec {
     /// How many latest readings `mean` averages. Default: 5.
     #[serde(default)]
     pub last: Option<usize>,
+    /// `linear` only: most rows held per key while they wait for the next reading; past it
+    /// the oldest held row leaves unfilled (counted as `unfilled` and `fill_overflow`).
+    /// Default: 1000.
+    #[serde(default)]
+    pub max_held: Option<usize>,
 }
+
+const DEFAULT_MAX_HELD: usize = 1_000;
 
 const fn default_gap() -> Duration {
     Duration::from_secs(300)
@@ -178,7 +186,15 @@ impl CleanConfig {
                 p.errors.push(error_at(&path, format!("'{name}' is also in drop_null, which runs first: nothing would be left to fill")));
                 continue;
             }
-            let method = match (spec.method.as_deref().unwrap_or("previous"), spec.value) {
+            let method_name = spec.method.as_deref().unwrap_or("previous");
+            if spec.max_held.is_some() && method_name != "linear" {
+                p.errors.push(error_at(
+                    &["fill", name, "max_held"],
+                    "max_held is only used with method = \"linear\"",
+                ));
+                continue;
+            }
+            let method = match (method_name, spec.value) {
                 ("previous", None) => FillMethod::Previous,
                 ("mean", None) => {
                     let last = spec.last.unwrap_or(5);
@@ -189,6 +205,15 @@ impl CleanConfig {
                     }
                     FillMethod::Mean { last }
                 }
+                ("linear", None) => {
+                    let max_held = spec.max_held.unwrap_or(DEFAULT_MAX_HELD);
+                    if max_held == 0 {
+                        p.errors
+                            .push(error_at(&["fill", name, "max_held"], "must be at least 1"));
+                        continue;
+                    }
+                    FillMethod::Linear { max_held }
+                }
                 ("constant", Some(value)) if value.is_finite() => FillMethod::Constant(value),
                 ("constant", _) => {
                     p.errors.push(error_at(
@@ -197,7 +222,7 @@ impl CleanConfig {
                     ));
                     continue;
                 }
-                ("previous" | "mean", Some(_)) => {
+                ("previous" | "mean" | "linear", Some(_)) => {
                     p.errors.push(error_at(
                         &["fill", name, "value"],
                         "value is only used with method = \"constant\"",
@@ -206,8 +231,11 @@ impl CleanConfig {
                 }
                 (other, _) => {
                     p.errors.push(
-                        error_at(&["fill", name, "method"], format!("unknown fill method '{other}'"))
-                            .with_hint("use \"previous\", \"mean\" or \"constant\" (linear interpolation is not supported yet)"),
+                        error_at(
+                            &["fill", name, "method"],
+                            format!("unknown fill method '{other}'"),
+                        )
+                        .with_hint("use \"previous\", \"linear\", \"mean\" or \"constant\""),
                     );
                     continue;
                 }
@@ -227,6 +255,7 @@ impl CleanConfig {
                 column,
                 method,
                 max_gap_ms,
+                integer: matches!(numeric(field.data_type()), Some(Numeric::Int)),
             });
         }
         if self.max_keys == 0 {

@@ -19,7 +19,7 @@
 //! clip = { humidity = [0.0, 100.0] }
 //! dedup = { horizon = "10m" }
 //! max_rate_of_change = { temperature = 2.0 }
-//! fill = { humidity = { method = "previous", max_gap = "5m" } }
+//! fill = { humidity = { method = "previous", max_gap = "5m" }, level = { method = "linear" } }
 //! ```
 //!
 //! # Order of the rules
@@ -34,6 +34,11 @@
 //!    (`rate_of_change`), `fill` (counted as `filled`, or `unfilled` when nothing was near
 //!    enough). See [`keyed`] for the state these keep and its bounds.
 //!
+//! A `linear` fill needs the key's next reading: a row waiting for it is held back and leaves
+//! later, filled or not, with the timestamp of the batch that brought it; see
+//! [`interpolate`] for the rules, the bound on held rows and what it does to the output
+//! frontier. Rows without a missing `linear` value are never held.
+//!
 //! A rejected row is counted once, under the first rule it fails, in the node's drop counts,
 //! and leaves **unchanged** (as it arrived) through the `rejected` side output
 //! (`inputs = ["clean.rejected"]`) with a `reason` column such as `out_of_range:temperature`
@@ -47,16 +52,18 @@
 //! `timestamp_ms`, `convert` and `calibrate` give `float64`), `timestamps.into` columns and
 //! one bool `<field>_filled` column per `fill` field appended, and the metadata kept.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array,
 };
-use edgeflow_engine::arrow::compute::{cast, filter_record_batch};
+use edgeflow_engine::arrow::compute::{cast, filter_record_batch, take_record_batch};
 use edgeflow_engine::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::channels::pact::{ParallelizationContract, Pipeline};
+use edgeflow_engine::timely::dataflow::operators::Capability;
 use edgeflow_engine::timely::dataflow::operators::generic::OutputBuilder;
 use edgeflow_engine::timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use edgeflow_engine::{
@@ -67,6 +74,8 @@ use edgeflow_engine::{
 use crate::{OperatorConfig, OperatorKind};
 
 mod config;
+mod held;
+pub mod interpolate;
 pub mod keyed;
 mod keyed_config;
 mod rowwise;
@@ -77,6 +86,7 @@ pub use config::{
     CalibrateSpec, CleanConfig, ConvertSpec, DedupSpec, FillSpec, NormalizeSpec, NumberOrField,
     TimestampSpec,
 };
+use held::HeldRows;
 use keyed::{KeyedPlan, KeyedState};
 use rowwise::{ClipRule, LinearRule, NormalizeRule, NullRule, RangeRule};
 use timestamps::TimestampParser;
@@ -152,6 +162,22 @@ pub struct Clean {
 #[derive(Debug)]
 pub struct CleanState {
     keyed: Option<KeyedState>,
+    /// Rows a `linear` fill holds back.
+    held: HeldRows,
+}
+
+impl CleanState {
+    /// Rows held back by `linear` fills, waiting for a later reading.
+    pub fn held_rows(&self) -> usize {
+        self.held.len()
+    }
+
+    /// The timestamps (watermarks of the batches that brought them) of the held rows.
+    pub fn held_stamps(&self) -> Vec<EventTime> {
+        let mut stamps: Vec<EventTime> = self.held.stamps().collect();
+        stamps.dedup();
+        stamps
+    }
 }
 
 /// The reason of each row of a batch, by label index (0: kept), allocated on first use.
@@ -208,8 +234,13 @@ pub struct CleanOutcome {
     /// Rejected rows per metric reason (`null_field`, `duplicate`, …), in rule order.
     pub dropped: Vec<(&'static str, usize)>,
     /// Values changed or noted per kind (`clipped`, `mapped`, `filled`, `unfilled`,
-    /// `uncalibrated`, `dedup_unchecked`, `evicted_keys`); zero counts are left out.
+    /// `uncalibrated`, `dedup_unchecked`, `evicted_keys`, `fill_overflow`); zero counts are
+    /// left out.
     pub changed: Vec<(&'static str, usize)>,
+    /// Rows a `linear` fill held (from this batch or earlier ones) that leave now, each batch
+    /// with the timestamp of the batch that brought its rows. Rows of this batch that are held
+    /// are in neither `rows` nor `rejected`.
+    pub released: Vec<(EventTime, RecordBatch)>,
 }
 
 impl CleanOutcome {
@@ -238,12 +269,47 @@ impl Clean {
     /// # Errors
     /// Only if Arrow cannot encode the key types, which planning rules out.
     pub fn new_state(&self) -> Result<CleanState, ArrowError> {
+        let marker_base = self.plan.transformed_schema.fields().len();
+        let held_columns = self.plan.keyed.as_ref().map_or_else(Vec::new, |keyed| {
+            keyed
+                .fills
+                .iter()
+                .enumerate()
+                .map(|(i, rule)| (rule.column, marker_base + i))
+                .collect()
+        });
         Ok(CleanState {
             keyed: match &self.plan.keyed {
                 Some(plan) => Some(KeyedState::new(plan.clone())?),
                 None => None,
             },
+            held: HeldRows::new(held_columns),
         })
+    }
+
+    /// Lets go what the input frontier passed (`None`: the input has ended, everything goes):
+    /// expires per-key state, and returns the held rows whose wait is over, per stamp, with
+    /// the counts of how they left (`filled`, `unfilled`, `fill_overflow`).
+    ///
+    /// # Errors
+    /// Only if an Arrow kernel fails, which would be a bug.
+    #[allow(clippy::type_complexity)]
+    pub fn advance(
+        &self,
+        frontier: Option<EventTime>,
+        state: &mut CleanState,
+    ) -> Result<(Vec<(EventTime, RecordBatch)>, Vec<(&'static str, usize)>), ArrowError> {
+        let Some(keyed) = state.keyed.as_mut() else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        match frontier {
+            Some(frontier) => keyed.expire(frontier as i64),
+            None => keyed.clear(),
+        }
+        let mut changed = Vec::new();
+        let released = release(keyed, &mut state.held, &mut changed)?;
+        changed.retain(|(_, n)| *n > 0);
+        Ok((released, changed))
     }
 
     /// The schema of the `rejected` side output: the input's plus `reason`.
@@ -302,6 +368,7 @@ impl Clean {
             changed.push(("clipped", clipped));
         }
 
+        let mut held: Vec<(usize, u64, u8)> = Vec::new();
         if let (Some(keyed_plan), Some(keyed)) = (&plan.keyed, state.keyed.as_mut()) {
             let transformed =
                 RecordBatch::try_new(plan.transformed_schema.clone(), columns.clone())?;
@@ -322,20 +389,41 @@ impl Clean {
             changed.push(("unfilled", outcome.unfilled));
             changed.push(("dedup_unchecked", outcome.dedup_unchecked));
             changed.push(("evicted_keys", outcome.evicted_keys));
+            held = outcome.held;
         }
-        changed.retain(|(_, n)| *n > 0);
 
         let output = RecordBatch::try_new(plan.output_schema.clone(), columns)?;
-        if !reasons.any() {
+        let mut released = Vec::new();
+        if let Some(keyed) = state.keyed.as_mut() {
+            if let Some(&(_, first, _)) = held.first() {
+                let rows = UInt32Array::from_iter_values(held.iter().map(|h| h.0 as u32));
+                let waiting = held.iter().map(|h| h.2).collect();
+                state.held.hold(
+                    watermark,
+                    take_record_batch(&output, &rows)?,
+                    first,
+                    waiting,
+                );
+            }
+            released = release(keyed, &mut state.held, &mut changed)?;
+        }
+        changed.retain(|(_, n)| *n > 0);
+        if !reasons.any() && held.is_empty() {
             return Ok(CleanOutcome {
                 rows: (total > 0).then_some(output),
                 rejected: None,
                 dropped: Vec::new(),
                 changed,
+                released,
             });
         }
-        let labels = reasons.labels.unwrap_or_default();
-        let keep: BooleanArray = labels.iter().map(|&l| Some(l == 0)).collect();
+        let labels = reasons.labels.unwrap_or_else(|| vec![0; total]);
+        let mut keep: Vec<bool> = labels.iter().map(|&l| l == 0).collect();
+        for &(row, _, _) in &held {
+            keep[row] = false;
+        }
+        let kept = keep.iter().filter(|&&k| k).count();
+        let keep = BooleanArray::from(keep);
         let reject: BooleanArray = labels.iter().map(|&l| Some(l != 0)).collect();
         let mut counts = vec![0usize; plan.labels.len()];
         for &label in &labels {
@@ -351,10 +439,18 @@ impl Clean {
                 None => dropped.push((label.metric, count)),
             }
         }
-        let kept = total - counts[1..].iter().sum::<usize>();
         let rows = (kept > 0)
             .then(|| filter_record_batch(&output, &keep))
             .transpose()?;
+        if dropped.is_empty() {
+            return Ok(CleanOutcome {
+                rows,
+                rejected: None,
+                dropped,
+                changed,
+                released,
+            });
+        }
         let reason_column: StringArray = labels
             .iter()
             .filter(|&&l| l != 0)
@@ -368,8 +464,39 @@ impl Clean {
             rejected: Some(rejected),
             dropped,
             changed,
+            released,
         })
     }
+}
+
+/// Applies the values found for held rows and takes the rows that are complete; counts them
+/// into `changed`.
+fn release(
+    keyed: &mut KeyedState,
+    held: &mut HeldRows,
+    changed: &mut Vec<(&'static str, usize)>,
+) -> Result<Vec<(EventTime, RecordBatch)>, ArrowError> {
+    let (resolutions, overflow) = keyed.take_resolved();
+    if resolutions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let filled = resolutions.iter().filter(|r| r.value.is_some()).count();
+    for resolution in &resolutions {
+        let known = held.resolve(resolution);
+        // Every resolution names a row held earlier; anything else would be a bug.
+        debug_assert!(known, "unknown held row {resolution:?}");
+    }
+    for (kind, n) in [
+        ("filled", filled),
+        ("unfilled", resolutions.len() - filled),
+        ("fill_overflow", overflow),
+    ] {
+        match changed.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += n,
+            None => changed.push((kind, n)),
+        }
+    }
+    held.drain()
 }
 
 const BUG: &str = "clean kernels on a batch of the planned schema cannot fail: \
@@ -431,9 +558,11 @@ impl Clean {
         let mut rejected = OutputBuilder::<_, CapacityContainerBuilder<Batch>>::from(rejected);
 
         builder.build(move |initial| {
-            // Output is only ever sent at the timestamps of input batches.
+            // Output is sent at the timestamps of input batches; rows a `linear` fill holds
+            // keep a capability for the timestamp of their batch until they leave.
             drop(initial);
             let mut state = clean.new_state().expect(BUG);
+            let mut held_caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
             let (mut reported_rows, mut reported_bytes) = (0usize, 0u64);
             move |frontiers| {
                 let mut main = main.activate();
@@ -461,14 +590,41 @@ impl Clean {
                             .session_with_builder(&capability.delayed(&watermark, rejected_port))
                             .give_container(&mut Batch::new(rows));
                     }
-                });
-                if let Some(keyed) = state.keyed.as_mut() {
-                    match frontiers[0].frontier().first() {
-                        Some(&frontier) => keyed.expire(frontier as i64),
-                        None => keyed.clear(),
+                    if state.held_stamps().contains(&watermark) {
+                        held_caps
+                            .entry(watermark)
+                            .or_insert_with(|| capability.delayed(&watermark, main_port));
                     }
+                    for (stamp, rows) in outcome.released {
+                        metrics.add_rows_out(rows.num_rows());
+                        let cap = match held_caps.get(&stamp) {
+                            Some(cap) => cap.clone(),
+                            None => capability.delayed(&stamp, main_port),
+                        };
+                        main.session_with_builder(&cap)
+                            .give_container(&mut Batch::new(rows));
+                    }
+                });
+                if state.keyed.is_some() {
+                    let frontier = frontiers[0].frontier().first().copied();
+                    let (released, changed) = clean.advance(frontier, &mut state).expect(BUG);
+                    for (kind, n) in &changed {
+                        metrics.add_value(kind, *n as u64);
+                    }
+                    for (stamp, rows) in released {
+                        metrics.add_rows_out(rows.num_rows());
+                        let cap = held_caps.get(&stamp).expect(BUG);
+                        main.session_with_builder(cap)
+                            .give_container(&mut Batch::new(rows));
+                    }
+                    let stamps = state.held_stamps();
+                    held_caps.retain(|stamp, _| stamps.contains(stamp));
+                    let keyed = state.keyed.as_ref().expect(BUG);
                     // Report the state held to the metrics and the pipeline's budget.
-                    let (rows, bytes) = (keyed.entries(), keyed.state_bytes() as u64);
+                    let (rows, bytes) = (
+                        keyed.entries() + state.held.len(),
+                        (keyed.state_bytes() + state.held.bytes()) as u64,
+                    );
                     metrics.add_state_rows(rows as i64 - reported_rows as i64);
                     metrics.add_state_bytes(bytes as i64 - reported_bytes as i64);
                     memory.adjust(reported_bytes, bytes);

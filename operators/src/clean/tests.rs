@@ -533,7 +533,7 @@ fn new_rules_report_their_option_paths() {
         ["dedup.on"]
     );
     assert_eq!(
-        paths("fill = { temperature = { method = \"linear\" } }"),
+        paths("fill = { temperature = { method = \"spline\" } }"),
         ["fill.temperature.method"]
     );
     assert_eq!(
@@ -594,4 +594,84 @@ fn exchange_follows_the_key_or_the_unchanged_dedup_fields() {
         plan("max_rate_of_change = { temperature = 1 }"),
         Some(vec![])
     );
+}
+
+#[test]
+fn linear_fill_holds_rows_until_the_next_reading_or_the_watermark() {
+    let clean = clean(
+        "key = [\"device_id\"]\n\
+         fill = { temperature = { method = \"linear\", max_gap = \"10s\" }, \
+         level = { method = \"linear\", max_gap = \"10s\", max_held = 2 } }",
+    );
+    let mut state = clean.new_state().unwrap();
+    let mut rows = vec![
+        row("a", 1_000, Some(10.0)),
+        row("a", 2_000, None), // waits for both fields
+        row("a", 3_000, None),
+        row("b", 1_000, None), // no reading of b before it: unfilled at once
+    ];
+    rows[0].level = Some(1);
+    rows[1].level = None;
+    rows[2].level = None;
+    let first = clean.apply(batch(&rows), 0, &mut state).unwrap();
+    assert_eq!(first.rows.as_ref().unwrap().num_rows(), 2);
+    assert!(first.released.is_empty());
+    assert_eq!(state.held_rows(), 2);
+    assert_eq!(state.held_stamps(), [0]);
+    assert_eq!(first.changed("unfilled"), 1);
+
+    let mut next = row("a", 5_000, Some(50.0));
+    next.level = Some(5);
+    let second = clean.apply(batch(&[next]), 500, &mut state).unwrap();
+    assert_eq!(second.rows.as_ref().unwrap().num_rows(), 1);
+    let [(stamp, released)] = &second.released[..] else {
+        panic!("one released batch expected, got {:?}", second.released);
+    };
+    assert_eq!(*stamp, 0, "held rows keep the timestamp of their batch");
+    assert_eq!(floats(released, "temperature"), [Some(20.0), Some(30.0)]);
+    assert_eq!(floats(released, "level"), [Some(2.0), Some(3.0)]);
+    let marks = |b: &RecordBatch, name: &str| -> Vec<bool> {
+        b.column_by_name(name)
+            .unwrap()
+            .as_boolean()
+            .iter()
+            .map(|m| m.unwrap())
+            .collect()
+    };
+    assert_eq!(marks(released, "temperature_filled"), [true, true]);
+    assert_eq!(marks(released, "level_filled"), [true, true]);
+    assert_eq!(second.changed("filled"), 4);
+    assert_eq!(state.held_rows(), 0);
+
+    // No reading within 10 s after 6 s: the row leaves unfilled once the watermark passes 16 s.
+    let third = clean
+        .apply(batch(&[row("a", 6_000, None)]), 1_000, &mut state)
+        .unwrap();
+    assert!(third.rows.is_none());
+    let (released, changed) = clean.advance(Some(16_000), &mut state).unwrap();
+    assert!(released.is_empty() && changed.is_empty());
+    let (released, changed) = clean.advance(Some(16_001), &mut state).unwrap();
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].0, 1_000);
+    assert_eq!(floats(&released[0].1, "temperature"), [None]);
+    assert_eq!(changed, [("unfilled", 1)]);
+
+    // Past max_held (2 for level), the oldest held row leaves unfilled at once.
+    let mut rows = vec![row("c", 1_000, Some(1.0)), row("c", 2_000, Some(1.0))];
+    rows[0].level = Some(1);
+    for ts in [3_000, 4_000, 5_000] {
+        let mut r = row("c", ts, Some(1.0));
+        r.level = None;
+        rows.push(r);
+    }
+    let outcome = clean.apply(batch(&rows), 2_000, &mut state).unwrap();
+    assert_eq!(outcome.changed("fill_overflow"), 1);
+    assert_eq!(outcome.released.len(), 1);
+    assert_eq!(floats(&outcome.released[0].1, "level"), [None]);
+    assert_eq!(state.held_rows(), 2);
+    // The end of the input lets the rest go, unfilled.
+    let (released, changed) = clean.advance(None, &mut state).unwrap();
+    assert_eq!(released.iter().map(|(_, b)| b.num_rows()).sum::<usize>(), 2);
+    assert_eq!(changed, [("unfilled", 2)]);
+    assert_eq!(state.held_rows(), 0);
 }
