@@ -19,7 +19,9 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 
-/// Subject CN of the development CA.
+/// Start of the development CA's subject CN; a timestamp follows, so that CAs made by
+/// different runs have different subjects (a client certificate from another run's CA is then
+/// reported as "unknown CA" rather than as a bad signature).
 const CA_NAME: &str = "edgeflow development CA";
 
 /// Options of `edgeflow certs`.
@@ -61,7 +63,7 @@ pub fn run(args: &CertsArgs) -> Result<ExitCode> {
         if matches!(gateway.as_str(), "ca" | "collector") {
             bail!("gateway id '{gateway}' would overwrite the {gateway}'s own files: pick another");
         }
-        if gateway == &args.collector_name || gateway == CA_NAME {
+        if gateway == &args.collector_name || gateway.starts_with(CA_NAME) {
             bail!("gateway id '{gateway}' must differ from the collector's and the CA's names");
         }
     }
@@ -106,7 +108,9 @@ pub fn run(args: &CertsArgs) -> Result<ExitCode> {
 
     let mut ca = CertificateParams::default();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, CA_NAME);
+    let ca_name = format!("{CA_NAME} {}", now.as_millis());
+    ca.distinguished_name
+        .push(DnType::CommonName, ca_name.as_str());
     ca.distinguished_name
         .push(DnType::OrganizationName, "edgeflow");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
@@ -166,6 +170,7 @@ pub fn run(args: &CertsArgs) -> Result<ExitCode> {
     for file in &files {
         println!("  {}", file.display());
     }
+    println!("CA subject: CN={ca_name}, O=edgeflow");
     println!("Keep the *-key.pem files private; ca-key.pem is needed only to sign more.");
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,13 @@
 //! * `mqtt`: the MQTT source and sink against a real mosquitto started by `mqtt_broker` on a
 //!   free loopback port (plain, TLS, mutual TLS): payloads and rejects, QoS 1 across broker
 //!   and engine restarts, certificates, reconnect backoff.
+//! * `modbus`: the `modbus` source against a pymodbus server (`python/modbus_server.py`) on a
+//!   free loopback port: every type and word order decoded exactly, a dead unit, a slow unit, a
+//!   closed port and an illegal address counted per device while the good one keeps its rate.
+//!
+//! * `collect`: `edgeflow certs` and `edgeflow collect` with a pyarrow.flight client over
+//!   mutual TLS: partitioned Parquet checked with DuckDB, duplicate segments, refused
+//!   certificates (none, other CA, expired), ListFlights and DoGet (issue 9).
 //!
 //! Python checks use `$EDGEFLOW_PYTHON`, else `.venv/bin/python` (made by `scripts/test`).
 
@@ -24,8 +31,10 @@ mod util;
 
 mod bad_input;
 mod cli;
+mod collect;
 mod docs;
 mod http;
+mod modbus;
 mod mqtt;
 mod mqtt_broker;
 mod ops;

@@ -1,7 +1,7 @@
 """A pyarrow.flight peer for `edgeflow collect`, speaking the edgeflow upstream protocol
 (connectors/src/flight/protocol.rs) over mutual TLS. Prints one JSON line per command.
 
-    flight_put.py PORT --ca CA [--cert CERT --key KEY] COMMAND ...
+    flight_put.py PORT --ca CA [--cert CERT --key KEY] [--timeout SECS] COMMAND ...
 
 Commands:
     put STREAM SEGMENT ROWS START_MS [STEP_MS]   one DoPut: rows with ts = START_MS + i*STEP_MS,
@@ -33,7 +33,7 @@ def client(args):
         with open(args.key, "rb") as f:
             kwargs["private_key"] = f.read()
     c = flight.FlightClient(f"grpc+tls://127.0.0.1:{args.port}", **kwargs)
-    c.wait_for_available(timeout=10)
+    c.wait_for_available(timeout=args.timeout)
     return c
 
 
@@ -78,6 +78,7 @@ def main():
     parser.add_argument("--ca", required=True)
     parser.add_argument("--cert")
     parser.add_argument("--key")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a connection")
     parser.add_argument("command")
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args()
