@@ -12,6 +12,7 @@
 //! | `gpio`      | source | [`rpi`]            | Raspberry Pi GPIO edges or pulse rates       |
 //! | `http`      | source | [`http`]           | JSON readings POSTed by devices (token/mTLS) |
 //! | `i2c`       | source | [`rpi`]            | Raspberry Pi I2C sensors (BME280, SHT3x)     |
+//! | `modbus`    | source | [`modbus`]         | Modbus TCP registers and coils, polled       |
 //! | `mqtt`      | source | [`mqtt`]           | MQTT topics: JSON, CSV or number payloads    |
 //! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
 //! | `mqtt`      | sink   | [`mqtt`]           | rows as JSON to an MQTT topic template       |
@@ -44,6 +45,7 @@ pub mod error;
 pub mod file;
 pub mod flight;
 pub mod http;
+pub mod modbus;
 pub mod mqtt;
 pub mod parquet;
 pub mod rpi;
@@ -126,6 +128,7 @@ pub fn sources() -> &'static [SourceKind] {
         rpi::GPIO_KIND,
         http::KIND,
         rpi::I2C_KIND,
+        modbus::KIND,
         mqtt::SOURCE_KIND,
         simulator::KIND,
     ]
