@@ -15,6 +15,7 @@
 //! | `modbus`    | source | [`modbus`]         | Modbus TCP registers and coils, polled       |
 //! | `mqtt`      | source | [`mqtt`]           | MQTT topics: JSON, CSV or number payloads    |
 //! | `simulator` | source | [`simulator`]      | seeded sensor readings, spikes, gaps, jitter |
+//! | `flight`    | sink   | [`flight`]         | Arrow Flight upstream, mTLS, local spool     |
 //! | `mqtt`      | sink   | [`mqtt`]           | rows as JSON to an MQTT topic template       |
 //! | `parquet`   | sink   | [`parquet`]        | date-partitioned, rotating Parquet files     |
 //! | `stdout`    | sink   | [`stdout`]         | JSON lines on standard output                |
@@ -136,5 +137,10 @@ pub fn sources() -> &'static [SourceKind] {
 
 /// Every sink kind, sorted by name.
 pub fn sinks() -> &'static [SinkKind] {
-    &[mqtt::SINK_KIND, parquet::KIND, stdout::KIND]
+    &[
+        flight::sink::KIND,
+        mqtt::SINK_KIND,
+        parquet::KIND,
+        stdout::KIND,
+    ]
 }

@@ -6,4 +6,11 @@
 //! by `["edgeflow", stream, segment id]`, acknowledged after the collector's durable write.
 
 pub mod collector;
+pub mod options;
 pub mod protocol;
+pub mod sink;
+pub mod spool;
+pub mod tls;
+
+#[cfg(test)]
+mod sink_tests;
