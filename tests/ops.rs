@@ -239,6 +239,114 @@ inputs = ["sensors"]
     assert!(status.success(), "{stderr}");
 }
 
+/// The reasons of a `/ready` answer.
+fn ready_reasons(client: &reqwest::blocking::Client, base: &str) -> (u16, Vec<String>) {
+    let (status, ready) = get(client, &format!("{base}/ready"));
+    let reasons = ready["reasons"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    (status, reasons)
+}
+
+#[test]
+fn health_lists_live_workers_and_ready_names_a_sink_that_cannot_write() {
+    let (http, ops) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("archive");
+    let query = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{ops}"
+
+[sources.readings]
+type = "http"
+listen = "127.0.0.1:{http}"
+allow_anonymous = true
+
+[sinks.archive]
+type = "parquet"
+inputs = ["readings"]
+path = "{}"
+"#,
+        archive.display()
+    );
+    let mut pipeline = Pipeline::start(&query);
+    let client = client();
+    let base = format!("http://127.0.0.1:{ops}");
+    pipeline.wait_for(&client, &format!("{base}/health"));
+
+    // Both workers (the harness runs 2) step, even with no input at all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, health) = get(&client, &format!("{base}/health"));
+        assert_eq!(status, 200, "{health}");
+        let workers = health["workers"].as_array().unwrap();
+        if workers.len() == 2 && workers.iter().all(|w| w["steps"].as_u64() > Some(1)) {
+            assert!(workers.iter().all(|w| w["state"] == "running"), "{health}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "workers never listed: {health}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready_reasons(&client, &base).0 != 200 {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Something that is not a folder takes the output folder's place (root may write
+    // anywhere, so a read-only folder would not stop this test's user).
+    std::fs::remove_dir_all(&archive).unwrap();
+    std::fs::write(&archive, "in the way").unwrap();
+    let expected = format!(
+        "sink 'archive' is not writable: cannot create output folder '{}'",
+        archive.display()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, reasons) = ready_reasons(&client, &base);
+        if reasons.iter().any(|r| r.starts_with(&expected)) {
+            assert_eq!(status, 503);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never reported unwritable: {reasons:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Liveness is not readiness.
+    assert_eq!(get(&client, &format!("{base}/health")).0, 200);
+    let metrics = scrape(&client, &format!("{base}/metrics"));
+    assert_eq!(
+        sample(&metrics, "edgeflow_writable", &[("node", "archive")]),
+        Some(0.0)
+    );
+
+    // Out of the way again: the probe recreates the folder and the sink is ready.
+    std::fs::remove_file(&archive).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, reasons) = ready_reasons(&client, &base);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never writable again: {reasons:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(archive.is_dir());
+    let (status, _, stderr) = pipeline.stop();
+    assert!(status.success(), "{stderr}");
+}
+
 #[test]
 fn a_bad_server_table_is_a_validation_error_and_a_busy_port_a_start_error() {
     let dir = tempfile::tempdir().unwrap();

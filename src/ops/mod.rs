@@ -4,7 +4,7 @@
 //!
 //! | endpoint | answer |
 //! |---|---|
-//! | `GET /health` | 200 `{"status":"ok",…}` while the process serves; liveness |
+//! | `GET /health` | 200 `{"status":"ok",…}` while the process serves and every dataflow worker steps; 503 with `reasons` naming a stalled or panicked worker (see [`liveness`]) |
 //! | `GET /ready` | 200 when every node runs, sources are connected, sinks write and watermarks advance; 503 with `reasons` otherwise (see [`readiness`]) |
 //! | `GET /metrics` | Prometheus text format (see [`prometheus`]) |
 //! | `GET /api/pipeline` | the graph (nodes, kinds, inputs, schemas) with live counters (see [`pipeline`]) |
@@ -15,11 +15,14 @@
 //! serves the sources and sinks) cannot starve the probes; it starts before the pipeline runs
 //! and stops after it ended.
 
+pub mod liveness;
 pub mod pipeline;
 pub mod process;
 pub mod prometheus;
 pub mod readiness;
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -44,6 +47,7 @@ struct OpsState {
     shutdown: ShutdownSignal,
     started: Instant,
     stall: Option<Duration>,
+    worker_stall: Duration,
     progress: Mutex<Progress>,
 }
 
@@ -62,22 +66,64 @@ impl OpsState {
         progress.observe(&snapshots, Instant::now());
         snapshots
     }
+
+    /// Why the workers are not healthy (empty: healthy).
+    fn liveness(&self) -> (Vec<edgeflow_engine::metrics::WorkerSnapshot>, Vec<String>) {
+        let workers = self.metrics.workers();
+        let reasons = liveness::reasons(&workers, self.worker_stall);
+        (workers, reasons)
+    }
+
+    /// Every node's messages (such as why a sink is not writable), by node name.
+    fn messages(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.metrics
+            .nodes()
+            .iter()
+            .map(|node| (node.name().to_string(), node.messages()))
+            .filter(|(_, messages)| !messages.is_empty())
+            .collect()
+    }
 }
 
 /// A running operations server; [`OpsServer::stop`] ends it.
 pub struct OpsServer {
+    address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl OpsServer {
-    /// Binds `listen` and starts serving on a thread of its own.
+    /// Binds `listen` and starts serving on a thread of its own; `/health` fails for a
+    /// worker that has not stepped for [`liveness::WORKER_STALL`].
     ///
     /// # Errors
     /// The address cannot be bound (in use, not local), or the thread cannot start.
     pub fn start(
         listen: &str,
         stall: Option<Duration>,
+        description: PipelineDescription,
+        metrics: Arc<PipelineMetrics>,
+        shutdown: ShutdownSignal,
+    ) -> Result<Self> {
+        Self::start_with_worker_stall(
+            listen,
+            stall,
+            liveness::WORKER_STALL,
+            description,
+            metrics,
+            shutdown,
+        )
+    }
+
+    /// [`OpsServer::start`] with the time a worker may go without a step before `/health`
+    /// fails.
+    ///
+    /// # Errors
+    /// The address cannot be bound (in use, not local), or the thread cannot start.
+    pub fn start_with_worker_stall(
+        listen: &str,
+        stall: Option<Duration>,
+        worker_stall: Duration,
         description: PipelineDescription,
         metrics: Arc<PipelineMetrics>,
         shutdown: ShutdownSignal,
@@ -92,6 +138,7 @@ impl OpsServer {
             shutdown,
             started: Instant::now(),
             stall,
+            worker_stall,
             progress: Mutex::new(Progress::default()),
         });
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -140,9 +187,15 @@ impl OpsServer {
             .context("cannot start the operations server's thread")?;
         tracing::info!(address = %address, "Operations server listening (/health, /ready, /metrics, /api/pipeline)");
         Ok(Self {
+            address,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// The address it listens on (the port chosen when `listen` asked for port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.address
     }
 
     /// Stops serving and waits for the thread.
@@ -157,25 +210,36 @@ impl OpsServer {
 }
 
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
-    axum::Json(json!({
-        "status": "ok",
+    let (workers, reasons) = state.liveness();
+    let mut body = json!({
+        "status": if reasons.is_empty() { "ok" } else { "unhealthy" },
         "phase": state.phase(),
         "uptime_seconds": state.started.elapsed().as_secs_f64(),
-    }))
-    .into_response()
+        "workers": liveness::workers_json(&workers),
+    });
+    if reasons.is_empty() {
+        (StatusCode::OK, axum::Json(body)).into_response()
+    } else {
+        body["reasons"] = json!(reasons);
+        (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
+    }
 }
 
 async fn ready(State(state): State<Arc<OpsState>>) -> Response {
     let snapshots = state.observe();
+    let messages = state.messages();
     let mut reasons = Vec::new();
     if state.shutdown.is_requested() {
         reasons.push("the pipeline is stopping".to_string());
     }
+    // A process that is not alive is not ready either.
+    reasons.extend(state.liveness().1);
     {
         let progress = state.progress.lock().unwrap_or_else(|p| p.into_inner());
         reasons.extend(progress.reasons(
             &state.description,
             &snapshots,
+            &messages,
             state.stall,
             Instant::now(),
         ));
@@ -214,3 +278,6 @@ async fn api_pipeline(State(state): State<Arc<OpsState>>) -> Response {
     ))
     .into_response()
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,11 +28,16 @@ use super::pipeline::{now_ms, role_word, watermark_lag_seconds};
 use super::process::ProcessStats;
 
 /// Connector values that are levels, not counts; every other value is a counter.
-const GAUGE_VALUES: [(&str, &str, &str); 4] = [
+const GAUGE_VALUES: [(&str, &str, &str); 5] = [
     (
         "connected",
         "edgeflow_connected",
         "1 while the node is connected to its broker",
+    ),
+    (
+        "writable",
+        "edgeflow_writable",
+        "1 while the sink's output takes writes (0 after a failed write or probe)",
     ),
     (
         "listening",

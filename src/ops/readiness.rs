@@ -7,11 +7,12 @@
 //! Rules, each a reason in the 503 answer:
 //! * the pipeline is starting (not every node has registered yet) or stopping;
 //! * a node reports `connected = 0` (MQTT) or `listening = 0` (HTTP source), or a sink
-//!   reports `writable = 0`;
+//!   reports `writable = 0` (the Parquet sink, after a failed probe or write of its folder),
+//!   quoted with the node's `writable` message: `sink 'archive' is not writable: <why>`;
 //! * a source's watermark has not moved for `watermark_stall` (`[server]`, default 5m);
 //! * a sink has rows waiting in its queue but has taken none for `watermark_stall`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use edgeflow_engine::{NodeRole, NodeSnapshot};
@@ -53,11 +54,13 @@ impl Progress {
         }
     }
 
-    /// The reasons the pipeline is not ready (empty: ready).
+    /// The reasons the pipeline is not ready (empty: ready). `messages` holds each node's
+    /// explanations of its values (`NodeMetrics::messages`), by node name.
     pub fn reasons(
         &self,
         description: &PipelineDescription,
         snapshots: &[NodeSnapshot],
+        messages: &BTreeMap<String, BTreeMap<String, String>>,
         stall: Option<Duration>,
         now: Instant,
     ) -> Vec<String> {
@@ -84,7 +87,11 @@ impl Progress {
                 reasons.push(format!("source '{name}' is not listening"));
             }
             if value("writable") == Some(0) {
-                reasons.push(format!("sink '{name}' cannot write its output"));
+                let why = messages
+                    .get(name.as_str())
+                    .and_then(|m| m.get("writable"))
+                    .map_or("its output cannot be written", String::as_str);
+                reasons.push(format!("sink '{name}' is not writable: {why}"));
             }
             let (Some(stall), Some(seen)) = (stall, self.nodes.get(name.as_str())) else {
                 continue;
@@ -163,15 +170,44 @@ mod tests {
     }
 
     #[test]
+    fn an_unwritable_sink_is_named_with_its_reason() {
+        let d = description(&["archive"]);
+        let unwritable = [snapshot("archive", NodeRole::Sink, 0, &[("writable", 0)])];
+        let mut progress = Progress::default();
+        let now = Instant::now();
+        progress.observe(&unwritable, now);
+        let why: BTreeMap<String, BTreeMap<String, String>> = [(
+            "archive".to_string(),
+            [(
+                "writable".to_string(),
+                "cannot create 'out/x': Permission denied".to_string(),
+            )]
+            .into(),
+        )]
+        .into();
+        assert_eq!(
+            progress.reasons(&d, &unwritable, &why, None, now),
+            ["sink 'archive' is not writable: cannot create 'out/x': Permission denied"]
+        );
+        assert_eq!(
+            progress.reasons(&d, &unwritable, &BTreeMap::new(), None, now),
+            ["sink 'archive' is not writable: its output cannot be written"]
+        );
+        let writable = [snapshot("archive", NodeRole::Sink, 0, &[("writable", 1)])];
+        assert!(progress.reasons(&d, &writable, &why, None, now).is_empty());
+    }
+
+    #[test]
     fn ready_needs_every_node_connected_and_watermarks_moving() {
         let stall = Some(Duration::from_secs(60));
         let start = Instant::now();
         let mut progress = Progress::default();
         let d = description(&["a", "b"]);
+        let none = BTreeMap::new();
 
         let only_a = [snapshot("a", NodeRole::Source, 10, &[("connected", 1)])];
         progress.observe(&only_a, start);
-        let reasons = progress.reasons(&d, &only_a, stall, start);
+        let reasons = progress.reasons(&d, &only_a, &none, stall, start);
         assert_eq!(reasons, ["the pipeline is starting: b not running yet"]);
 
         let both = [
@@ -180,7 +216,7 @@ mod tests {
         ];
         progress.observe(&both, start);
         assert_eq!(
-            progress.reasons(&d, &both, stall, start),
+            progress.reasons(&d, &both, &none, stall, start),
             ["source 'a' is not connected"]
         );
 
@@ -191,11 +227,11 @@ mod tests {
             snapshot("b", NodeRole::Source, 6, &[("listening", 1)]),
         ];
         progress.observe(&moved, later);
-        let reasons = progress.reasons(&d, &moved, stall, later);
+        let reasons = progress.reasons(&d, &moved, &none, stall, later);
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(reasons[0].starts_with("source 'a': the watermark has not advanced for 61s"));
         assert!(
-            progress.reasons(&d, &moved, None, later).is_empty(),
+            progress.reasons(&d, &moved, &none, None, later).is_empty(),
             "stall check off"
         );
     }

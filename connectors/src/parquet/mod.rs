@@ -23,6 +23,12 @@
 //! The sink receives rows on tokio and hands them to a blocking thread that encodes and writes;
 //! a timer tick every second lets that thread commit files whose `roll_interval` has passed
 //! even when no rows arrive.
+//!
+//! Writability: the sink's `writable` value is 1 while its folder takes files and 0 after a
+//! failed write or a failed probe, with the reason in its `writable` message (`/ready` quotes
+//! it). The writer thread probes the folder every [`PROBE_EVERY`] (create it if missing,
+//! create and remove a hidden file), so a folder that became read-only, or was replaced by
+//! something that is not a folder, shows before the next rows fail.
 
 mod writer;
 
@@ -38,7 +44,8 @@ use edgeflow_engine::arrow::datatypes::{DataType, SchemaRef};
 use edgeflow_engine::config::duration;
 use edgeflow_engine::schema::event_time_column;
 use edgeflow_engine::{
-    BoxError, BoxFuture, OptionError, Sink, SinkEvent, SinkInput, SinkSummary, parse_options,
+    BoxError, BoxFuture, NodeMetrics, OptionError, Sink, SinkEvent, SinkInput, SinkSummary,
+    parse_options,
 };
 use serde::Deserialize;
 use tokio::sync::mpsc;
@@ -253,6 +260,12 @@ enum Command {
 /// How often the writer thread checks for files to roll when no rows arrive.
 const TICK: Duration = Duration::from_secs(1);
 
+/// How often the writer thread checks that the output folder still takes files.
+pub const PROBE_EVERY: Duration = Duration::from_secs(5);
+
+/// The name of the sink's writability value and message.
+const WRITABLE: &str = "writable";
+
 impl Sink for ParquetSink {
     fn run(
         self: Box<Self>,
@@ -261,8 +274,13 @@ impl Sink for ParquetSink {
         Box::pin(async move {
             let settings = self.config.settings(&self.schema, input.pipeline());
             let (sender, receiver) = mpsc::channel::<Command>(4);
-            let writer = PartitionedWriter::new(settings, input.metrics().clone());
-            let writing = tokio::task::spawn_blocking(move || write_all(writer, receiver));
+            let metrics = input.metrics().clone();
+            // `build` has just checked the folder.
+            metrics.set_value(WRITABLE, 1);
+            let writer = PartitionedWriter::new(settings, metrics.clone());
+            let folder = self.config.path.clone();
+            let writing =
+                tokio::task::spawn_blocking(move || write_all(writer, receiver, &metrics, &folder));
             let mut ticks = tokio::time::interval(TICK.min(self.config.roll_interval));
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -290,23 +308,52 @@ impl Sink for ParquetSink {
     }
 }
 
-/// The writer thread: writes rows, rolls files on time, commits everything at the end.
+/// The writer thread: writes rows, rolls files on time, probes the folder, commits
+/// everything at the end.
 fn write_all(
     mut writer: PartitionedWriter,
     mut commands: mpsc::Receiver<Command>,
+    metrics: &NodeMetrics,
+    folder: &str,
 ) -> Result<SinkSummary, ConnectorError> {
+    let mut probed = Instant::now();
     while let Some(command) = commands.blocking_recv() {
         let result = match command {
             Command::Rows(rows) => writer.write(&rows),
-            Command::Tick => Ok(()),
+            Command::Tick => {
+                if probed.elapsed() >= PROBE_EVERY {
+                    probed = Instant::now();
+                    report_writable(metrics, prepare_folder(folder).err().as_ref());
+                }
+                Ok(())
+            }
         }
         .and_then(|()| writer.roll_due(Instant::now()));
         if let Err(error) = result {
+            report_writable(metrics, Some(&error));
             writer.abandon();
             return Err(error);
         }
     }
-    writer.finish()
+    let finished = writer.finish();
+    if let Err(error) = &finished {
+        report_writable(metrics, Some(error));
+    }
+    finished
+}
+
+/// Sets the sink's `writable` value and message from a probe or write (`None`: it worked).
+fn report_writable(metrics: &NodeMetrics, failure: Option<&ConnectorError>) {
+    match failure {
+        None => {
+            metrics.set_value(WRITABLE, 1);
+            metrics.set_message(WRITABLE, None);
+        }
+        Some(error) => {
+            metrics.set_value(WRITABLE, 0);
+            metrics.set_message(WRITABLE, Some(error.to_string()));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -437,7 +437,7 @@ async fn a_write_error_at_run_time_names_the_path_and_leaves_no_tmp_files() {
     ));
     // Something else took the partition folder's name after the sink started.
     std::fs::write(dir.path().join("date=1970-01-01"), "in the way").unwrap();
-    let (summary, _) = run(
+    let (summary, counters) = run(
         &config,
         &schema,
         vec![rows(&schema, 86_400_000, 1, 15), rows(&schema, 0, 1, 5)],
@@ -446,6 +446,9 @@ async fn a_write_error_at_run_time_names_the_path_and_leaves_no_tmp_files() {
     let error = summary.unwrap_err().to_string();
     assert!(error.contains("date=1970-01-01"), "{error}");
     assert!(error.starts_with("cannot create output folder"), "{error}");
+    // Readiness sees it: `writable` is 0 (its message is checked through /ready in
+    // tests/ops.rs).
+    assert_eq!(counters.values.get("writable"), Some(&0), "{counters:?}");
     let files = files_under(dir.path());
     assert!(
         files.iter().all(|f| !f.to_string_lossy().ends_with(".tmp")),
