@@ -1,6 +1,7 @@
 //! The rules of `clean` beyond ranges, inside an engine run on 1 and 2 workers: the `rejected`
-//! side output, and a proptest that checks `dedup`, `max_rate_of_change` and `fill` on random
-//! out-of-order input (with redelivered duplicates) against a from-scratch oracle.
+//! side output, and a proptest that checks `dedup`, `max_rate_of_change` and `fill`
+//! (`previous`, and `linear`, which holds rows until the next reading) on random out-of-order
+//! input (with redelivered duplicates) against a from-scratch oracle.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -191,13 +192,18 @@ const RATE: f64 = 5.0;
 const GAP: i64 = 3_000;
 const TTL: i64 = 20_000;
 const OUT_OF_ORDERNESS: i64 = 2_000;
+/// `max_gap` and `max_held` of the linear fill of the temperature.
+const LINEAR_GAP: i64 = 4_000;
+const MAX_HELD: usize = 2;
 
 fn oracle_options() -> String {
     format!(
         "key = [\"device_id\"]\n\
          dedup = {{ on = [\"device_id\", \"ts\", \"temperature\"], horizon = \"{HORIZON}ms\" }}\n\
          max_rate_of_change = {{ temperature = {RATE:.1} }}\n\
-         fill = {{ level = {{ method = \"previous\", max_gap = \"{GAP}ms\" }} }}\n\
+         fill = {{ level = {{ method = \"previous\", max_gap = \"{GAP}ms\" }}, \
+                   temperature = {{ method = \"linear\", max_gap = \"{LINEAR_GAP}ms\", \
+                                    max_held = {MAX_HELD} }} }}\n\
          state_ttl = \"{TTL}ms\""
     )
 }
@@ -207,19 +213,46 @@ struct KeyState {
     latest: i64,
     rate: Option<(i64, f64)>,
     fill: Option<(i64, i64)>,
+    /// Linear fill of the temperature: the two latest readings by event time, and the rows
+    /// waiting for the next one (index into the output, event time), in arrival order.
+    readings: Vec<(i64, f64)>,
+    waiting: Vec<(usize, i64)>,
 }
 
-/// Output rows as (device, ts, temperature, level, level_filled) and rejected rows as
-/// (device, ts, reason), from the documented semantics, row by row.
+/// A held row leaves: filled with `value` and marked, or (`None`) unfilled as it is.
+fn leave(out: &mut [Vec<Value>], index: usize, value: Option<f64>) {
+    if let Some(v) = value {
+        out[index][2] = Value::Float(v);
+        out[index][5] = Value::Bool(true);
+    }
+}
+
+/// The straight line through `(t0, v0)` and `(t1, v1)` at `t`.
+fn line((t0, v0): (i64, f64), (t1, v1): (i64, f64), t: i64) -> f64 {
+    if t1 == t0 {
+        v1
+    } else {
+        v0 + (v1 - v0) * (t - t0) as f64 / (t1 - t0) as f64
+    }
+}
+
+/// Output rows as (device, ts, temperature, level, level_filled, temperature_filled) and
+/// rejected rows as (device, ts, reason), from the documented semantics, row by row.
 #[allow(clippy::type_complexity)]
 fn oracle(batches: &[Vec<Reading>]) -> (Vec<Vec<Value>>, Vec<(String, i64, String)>) {
     let mut seen: HashMap<(String, i64, u64), i64> = HashMap::new();
     let mut keys: HashMap<String, KeyState> = HashMap::new();
-    let (mut out, mut rejected) = (Vec::new(), Vec::new());
+    let (mut out, mut rejected): (Vec<Vec<Value>>, _) = (Vec::new(), Vec::new());
     let mut max_ts: Option<i64> = None;
     for rows in batches {
         // The watermark the batch is stamped with: what the batches before it left.
         let watermark = max_ts.map_or(0, |m| (m - OUT_OF_ORDERNESS).max(0));
+        // Rows still waiting LINEAR_GAP after their time leave unfilled (they already are).
+        for state in keys.values_mut() {
+            state
+                .waiting
+                .retain(|&(_, ts)| ts + LINEAR_GAP >= watermark);
+        }
         for r in rows {
             let device = r.device.clone().unwrap();
             let combo = (
@@ -242,6 +275,7 @@ fn oracle(batches: &[Vec<Reading>]) -> (Vec<Vec<Value>>, Vec<(String, i64, Strin
                 latest: r.ts,
                 ..KeyState::default()
             };
+            let index = out.len();
             let state = keys.entry(device.clone()).or_insert(KeyState {
                 latest: r.ts,
                 ..KeyState::default()
@@ -281,7 +315,56 @@ fn oracle(batches: &[Vec<Reading>]) -> (Vec<Vec<Value>>, Vec<(String, i64, Strin
                 r.temperature.map_or(Value::Null, Value::Float),
                 level.map_or(Value::Null, Value::Int),
                 Value::Bool(filled),
+                Value::Bool(false),
             ]);
+            // Linear fill of the temperature.
+            let near = |then: i64| (r.ts - then).abs() <= LINEAR_GAP;
+            match r.temperature {
+                Some(v) => {
+                    let before = state.readings.last().copied();
+                    let mut still = Vec::new();
+                    for (i, ts) in std::mem::take(&mut state.waiting) {
+                        if r.ts >= ts {
+                            let value = before
+                                .filter(|_| r.ts - ts <= LINEAR_GAP)
+                                .map(|b| line(b, (r.ts, v), ts));
+                            leave(&mut out, i, value);
+                        } else {
+                            still.push((i, ts));
+                        }
+                    }
+                    state.waiting = still;
+                    let full = state.readings.len() == 2;
+                    if !(full && r.ts < state.readings[0].0) {
+                        state.readings.push((r.ts, v));
+                        state.readings.sort_by_key(|&(t, _)| t);
+                        if state.readings.len() > 2 {
+                            state.readings.remove(0);
+                        }
+                    }
+                }
+                None => {
+                    let same = state.readings.iter().rev().find(|(t, _)| *t == r.ts);
+                    let latest = state.readings.last().copied();
+                    if let Some(&(_, v)) = same {
+                        leave(&mut out, index, Some(v));
+                    } else if let Some((t, _)) = latest.filter(|&(t, _)| t < r.ts) {
+                        if near(t) {
+                            if state.waiting.len() == MAX_HELD {
+                                state.waiting.remove(0);
+                            }
+                            state.waiting.push((index, r.ts));
+                        }
+                    } else if let [a, b] = state.readings[..]
+                        && a.0 < r.ts
+                        && r.ts < b.0
+                        && near(a.0)
+                        && near(b.0)
+                    {
+                        leave(&mut out, index, Some(line(a, b, r.ts)));
+                    }
+                }
+            }
         }
         max_ts = rows.iter().map(|r| r.ts).chain(max_ts).max();
     }
@@ -290,7 +373,7 @@ fn oracle(batches: &[Vec<Reading>]) -> (Vec<Vec<Value>>, Vec<(String, i64, Strin
 
 fn scenario() -> impl Strategy<Value = Vec<Vec<Reading>>> {
     // (device, time step, backward jitter, temperature change, spike, null temperature,
-    //  null level, redeliver one of the last rows)
+    //  null level, redeliver one of the last rows, the device's sensor fails or recovers)
     let step = (
         0usize..3,
         0i64..1_500,
@@ -300,6 +383,7 @@ fn scenario() -> impl Strategy<Value = Vec<Vec<Reading>>> {
         prop::bool::weighted(0.1),
         prop::bool::weighted(0.3),
         prop::option::weighted(0.15, 0usize..8),
+        prop::bool::weighted(0.1),
     );
     (
         prop::collection::vec(step, 1..120),
@@ -308,8 +392,12 @@ fn scenario() -> impl Strategy<Value = Vec<Vec<Reading>>> {
         .prop_map(|(steps, sizes)| {
             let mut clock = 10_000i64;
             let mut temps = [20.0f64; 3];
+            // Runs of missing temperatures, so that linear fills hold several rows.
+            let mut failed = [false; 3];
             let mut readings: Vec<Reading> = Vec::new();
-            for (device, dt, back, change, spike, no_temp, no_level, again) in steps {
+            for (device, dt, back, change, spike, no_temp, no_level, again, toggle) in steps {
+                failed[device] ^= toggle;
+                let no_temp = no_temp || failed[device];
                 if let Some(back_n) = again
                     && !readings.is_empty()
                 {
@@ -349,8 +437,9 @@ fn scenario() -> impl Strategy<Value = Vec<Vec<Reading>>> {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
-    /// dedup, max_rate_of_change and fill on 1 and 2 workers give exactly what the oracle
-    /// computes from the documented semantics, with state expiring by the watermark.
+    /// dedup, max_rate_of_change and fill (previous and linear) on 1 and 2 workers give
+    /// exactly what the oracle computes from the documented semantics, with state expiring
+    /// and held rows leaving by the watermark.
     #[test]
     fn keyed_rules_match_the_oracle_on_one_and_two_workers(batches in scenario()) {
         let (mut want, mut want_rejected) = oracle(&batches);
@@ -369,7 +458,16 @@ proptest! {
             );
             let mut got: Vec<Vec<Value>> = rows(&out)
                 .into_iter()
-                .map(|r| vec![r[0].clone(), r[3].clone(), r[4].clone(), r[5].clone(), r[6].clone()])
+                .map(|r| {
+                    vec![
+                        r[0].clone(),
+                        r[3].clone(),
+                        r[4].clone(),
+                        r[5].clone(),
+                        r[6].clone(),
+                        r[7].clone(),
+                    ]
+                })
                 .collect();
             got.sort();
             prop_assert_eq!(&got, &want, "workers = {}", workers);
