@@ -13,6 +13,9 @@
 //!   memory, `/metrics` counters against what was sent (issue 7).
 //! * `ops`: the operations server: `/health`, `/ready` (and its reasons), `/metrics`,
 //!   `/api/pipeline` (issue 7).
+//! * `flight_pyarrow`: the `flight` sink through the binary into a `pyarrow.flight` collector
+//!   over mutual TLS: every row arrives once and the spool empties; TLS failures name the
+//!   endpoint and the reason (issue 9).
 //! * `mqtt`: the MQTT source and sink against a real mosquitto started by `mqtt_broker` on a
 //!   free loopback port (plain, TLS, mutual TLS): payloads and rejects, QoS 1 across broker
 //!   and engine restarts, certificates, reconnect backoff.
@@ -33,6 +36,7 @@ mod bad_input;
 mod cli;
 mod collect;
 mod docs;
+mod flight_pyarrow;
 mod http;
 mod modbus;
 mod mqtt;
