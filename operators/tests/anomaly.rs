@@ -190,6 +190,42 @@ fn a_gap_is_reported_when_only_the_watermark_moves() {
     }
 }
 
+#[test]
+fn past_max_keys_the_least_recently_seen_key_is_forgotten_and_counted() {
+    // `a` reports for 20 s and stops; `b` goes on to 100 s; `c` starts at 50 s. With two
+    // keys per worker, `c` pushes `a` out, whatever the batches: when `c`'s first row is
+    // judged, `b` has been seen after 49 s and `a` last at 20 s.
+    let mut rows_in = Vec::new();
+    for second in 0..=100i64 {
+        if second <= 20 {
+            rows_in.push(Reading::new("a", second * 1000, Some(1.0)));
+        }
+        rows_in.push(Reading::new("b", second * 1000, Some(2.0)));
+        if second >= 50 {
+            rows_in.push(Reading::new("c", second * 1000, Some(3.0)));
+        }
+    }
+    let total = rows_in.len();
+    for chunk in [7, 1000] {
+        let batches = rows_in.chunks(chunk).map(batch).collect();
+        let options = "method = \"zscore\"\ngroup_by = [\"device_id\"]\nvalue = \"temperature\"\n\
+                       max_keys = 2";
+        let (out, report) = run(options, batches, 0, 1);
+        assert_eq!(
+            rows(&out).len(),
+            total,
+            "forgetting a key drops none of its rows"
+        );
+        let node = report.nodes.iter().find(|n| n.name == "op0").unwrap();
+        assert_eq!(
+            node.values.get(edgeflow_operators::anomaly::FORGOTTEN_KEYS),
+            Some(&1),
+            "chunks of {chunk}: {:?}",
+            node.values
+        );
+    }
+}
+
 /// A source that pauses after each batch, so the operator sees the watermark move batch by
 /// batch (a bounded source may otherwise deliver everything before the operator runs, and the
 /// operator then only sees the end of input, which is not a silence).

@@ -179,7 +179,12 @@ impl KeyDetector {
     }
 }
 
-/// Runs every member and combines their verdicts.
+/// Member scores an ensemble keeps on the stack for its reason (`mean` names every member's
+/// score); members beyond it still count, but are left out of that reason.
+const INLINE_MEMBERS: usize = 16;
+
+/// Runs every member and combines their verdicts, without allocating unless there is a
+/// reason to write.
 fn ensemble(
     states: &mut [KeyDetector],
     members: &[(MethodSpec, u64)],
@@ -188,25 +193,27 @@ fn ensemble(
     value: f64,
     limits: &[Option<f64>],
 ) -> Verdict {
-    let verdicts: Vec<(Verdict, &'static str)> = states
-        .iter_mut()
-        .zip(members)
-        .map(|(state, (spec, warmup))| {
-            (
-                state.observe(spec, *warmup, time, value, limits),
-                spec.name(),
-            )
-        })
-        .collect();
-    let n = verdicts.len().max(1);
-    let votes = verdicts.iter().filter(|(v, _)| v.anomaly).count();
+    let n = members.len().max(1);
+    let (mut votes, mut max, mut sum) = (0usize, 0.0f64, 0.0f64);
+    let mut scores = [0.0f64; INLINE_MEMBERS];
+    // Reasons are rare (anomalies only): this stays unallocated for normal values.
+    let mut reasons: Vec<(usize, String)> = Vec::new();
+    for (index, (state, (spec, warmup))) in states.iter_mut().zip(members).enumerate() {
+        let verdict = state.observe(spec, *warmup, time, value, limits);
+        votes += usize::from(verdict.anomaly);
+        max = max.max(verdict.score);
+        sum += verdict.score;
+        if let Some(slot) = scores.get_mut(index) {
+            *slot = verdict.score;
+        }
+        if let Some(why) = verdict.reason {
+            reasons.push((index, why));
+        }
+    }
     let (score, anomaly) = match combine {
-        Combine::Max => (
-            verdicts.iter().map(|(v, _)| v.score).fold(0.0, f64::max),
-            votes > 0,
-        ),
+        Combine::Max => (max, votes > 0),
         Combine::Mean { min_score } => {
-            let mean = verdicts.iter().map(|(v, _)| v.score).sum::<f64>() / n as f64;
+            let mean = sum / n as f64;
             (mean, mean >= min_score)
         }
         Combine::Vote { min_votes } => (votes as f64 / n as f64, votes >= min_votes),
@@ -219,25 +226,21 @@ fn ensemble(
         Combine::Mean { min_score } => format!("mean score {score:.3} ≥ {min_score}: "),
         Combine::Vote { .. } => format!("{votes} of {n} methods agree: "),
     };
+    let mut reasons = reasons.into_iter().peekable();
     let mut first = true;
-    for (verdict, name) in &verdicts {
-        match (&verdict.reason, combine) {
-            (Some(why), _) => {
-                if !first {
-                    reason.push_str("; ");
-                }
-                reason.push_str(&format!("{name}: {why}"));
-                first = false;
+    for (index, (spec, _)) in members.iter().enumerate() {
+        let part = match reasons.next_if(|(at, _)| *at == index) {
+            Some((_, why)) => format!("{}: {why}", spec.name()),
+            None if matches!(combine, Combine::Mean { .. }) && index < INLINE_MEMBERS => {
+                format!("{} score {:.3}", spec.name(), scores[index])
             }
-            (None, Combine::Mean { .. }) => {
-                if !first {
-                    reason.push_str("; ");
-                }
-                reason.push_str(&format!("{name} score {:.3}", verdict.score));
-                first = false;
-            }
-            _ => {}
+            None => continue,
+        };
+        if !first {
+            reason.push_str("; ");
         }
+        reason.push_str(&part);
+        first = false;
     }
     Verdict::anomaly(score, reason)
 }

@@ -26,11 +26,16 @@
 //! | `ewma` | the same with exponential forgetting; L-sigma control chart | 3 numbers |
 //! | `mad` | like `zscore` but robust to earlier outliers (median, MAD) | window, sorted |
 //! | `spike_dip` | values ranked beyond the recent history; p-value-like score | history, sorted |
-//! | `change_point` | sustained level shifts (two-sided CUSUM) | window |
+//! | `change_point` | sustained shifts of level or variance (CUSUMs) | window |
 //! | `flatline` | a stuck sensor: no variation beyond `epsilon` for `duration` | 3 numbers |
 //! | `gap` | a key silent for `duration`, found by the watermark | deadline |
 //! | `rate_of_change` | \|dv/dt\| above `max_rate` per second | last row |
 //! | `ensemble` | members combined by `max`, `mean` or `vote` | members' |
+//!
+//! Each worker holds at most `max_keys` keys (default 100,000): past it, and while the
+//! pipeline is over its `memory_limit`, the least recently seen keys (by their latest event
+//! time) are forgotten and counted in the node's `forgotten_keys` value. A forgotten key that
+//! reports again starts over, warm-up included.
 //!
 //! # Order, warm-up and time
 //!
@@ -54,6 +59,7 @@ use crate::{OperatorConfig, OperatorKind};
 
 mod change_point;
 mod detector;
+mod keys;
 mod operator;
 pub mod options;
 mod rules;
@@ -62,7 +68,7 @@ mod state;
 mod statistical;
 mod stats;
 
-pub use operator::LATE;
+pub use operator::{FORGOTTEN_KEYS, LATE, MISSING_VALUE};
 pub use options::{AnomalyConfig, MethodSpec};
 
 /// Output column: how unusual the value is, in [0, 1].
@@ -73,6 +79,9 @@ pub const IS_ANOMALY: &str = "is_anomaly";
 pub const METHOD: &str = "method";
 /// Output column: why, with the numbers (anomalies only).
 pub const REASON: &str = "reason";
+
+/// Keys one worker holds when `max_keys` is not set (as for `window` and `clean`).
+pub const DEFAULT_MAX_KEYS: usize = 100_000;
 
 /// The `anomaly` operator kind.
 pub const KIND: OperatorKind = OperatorKind {
@@ -110,6 +119,8 @@ pub(crate) struct AnomalyPlan {
     pub cooldown_ms: Option<i64>,
     /// Estimated bytes per key outside its detector (hash entry, key bytes, bookkeeping).
     pub key_overhead: usize,
+    /// Most keys one worker holds; beyond it the least recently seen are forgotten.
+    pub max_keys: usize,
 }
 
 /// The planned `anomaly` operator.
@@ -211,6 +222,14 @@ impl AnomalyConfig {
                 None
             }
         };
+        let max_keys = match self.max_keys {
+            Some(0) => {
+                errors.push(OptionError::at("max_keys", "'max_keys' must be at least 1"));
+                1
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => DEFAULT_MAX_KEYS,
+        };
         let value = match self.value.as_deref() {
             None if is_gap => Some(ValueSource::Expr(Arc::new(
                 Expr::compile("cast(null as float64)", input)
@@ -272,6 +291,7 @@ impl AnomalyConfig {
                 warmup,
                 cooldown_ms,
                 key_overhead,
+                max_keys,
             }),
         })
     }

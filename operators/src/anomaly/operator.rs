@@ -38,6 +38,9 @@ pub const LATE: &str = "late";
 /// Metric: rows whose value was null or NaN.
 pub const MISSING_VALUE: &str = "missing_value";
 
+/// Metric: keys forgotten to stay under `max_keys` or the pipeline's memory limit.
+pub const FORGOTTEN_KEYS: &str = "forgotten_keys";
+
 impl DataflowOperator for Anomaly {
     fn output_schema(&self) -> SchemaRef {
         self.plan.output_schema.clone()
@@ -129,6 +132,19 @@ impl DataflowOperator for Anomaly {
                     metrics.add_rows_out(rows.num_rows());
                     main.session_with_builder(capability)
                         .give_container(&mut Batch::new(rows));
+                }
+                // Keep the keys under `max_keys`, and halve them while the pipeline is over its
+                // memory limit: the least recently seen keys are forgotten.
+                let limit = if memory.exceeded() {
+                    (state.keys_held() / 2).clamp(1, plan.max_keys)
+                } else {
+                    plan.max_keys
+                };
+                if state.keys_held() > limit {
+                    let forgotten = state.shed_keys(limit);
+                    if forgotten > 0 {
+                        metrics.add_value(FORGOTTEN_KEYS, forgotten as u64);
+                    }
                 }
                 if !state.needs_capability() {
                     held = None;

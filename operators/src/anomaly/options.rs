@@ -10,6 +10,8 @@ use serde::Deserialize;
 
 use edgeflow_engine::OptionError;
 
+use super::statistical::humanize_ms;
+
 /// How far back a rolling method looks: a number of events, or a duration.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(untagged)]
@@ -51,6 +53,9 @@ pub struct AnomalyConfig {
     /// `is_anomaly` is false until then, so one incident gives one alert. Any method. Default:
     /// none.
     pub cooldown: Option<String>,
+    /// Most keys one worker holds; past it the least recently seen keys are forgotten
+    /// (counted as `forgotten_keys`). Default 100000.
+    pub max_keys: Option<u64>,
     /// `zscore`, `mad`: the window of past events the value is compared with, as a count
     /// (`100`) or a duration (`"1h"`). Default 100 events.
     pub window: Option<WindowOption>,
@@ -698,6 +703,13 @@ impl AnomalyConfig {
                     "members share the operator's 'cooldown'",
                 ));
             }
+            if member.max_keys.is_some() {
+                errors.push(at(
+                    &path,
+                    "max_keys",
+                    "members share the operator's 'max_keys'",
+                ));
+            }
             if member.method == "ensemble" {
                 errors.push(at(
                     &path,
@@ -764,23 +776,4 @@ impl AnomalyConfig {
             combine,
         })
     }
-}
-
-/// A duration in ms as a short text: `10m`, `90s`, `1h30m`, `250ms`.
-pub(crate) fn humanize_ms(ms: i64) -> String {
-    if ms % 1000 != 0 || ms == 0 {
-        return format!("{ms}ms");
-    }
-    let mut secs = ms / 1000;
-    let mut out = String::new();
-    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
-        if secs >= size {
-            out.push_str(&format!("{}{unit}", secs / size));
-            secs %= size;
-        }
-    }
-    if secs > 0 {
-        out.push_str(&format!("{secs}s"));
-    }
-    out
 }

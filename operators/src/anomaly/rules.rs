@@ -6,8 +6,8 @@
 //! [`super::stats::ratio_score`]): 0.5 exactly at the limit, rising beyond it.
 
 use super::detector::Verdict;
-use super::options::{Direction, Limit, humanize_ms};
-use super::statistical::num;
+use super::options::{Direction, Limit};
+use super::statistical::{humanize_ms, num};
 use super::stats::ratio_score;
 
 /// `threshold`: checks a value against its limits (`limits` are the row's limit columns).

@@ -41,17 +41,21 @@ impl SpikeDip {
         let verdict = if n >= 2 {
             let (at_least, at_most) = self.sorted.ranks(value);
             let total = (n + 1) as f64;
-            let median = self.sorted.median();
-            let spread = spread_floor(1.4826 * self.sorted.mad(median), median);
             let (lowest, highest) = self.sorted.extremes();
             // ln of the p-values, which may be far below the smallest f64.
             let mut up = ((at_least + 1) as f64 / total).ln();
             let mut down = ((at_most + 1) as f64 / total).ln();
+            // The spread is only needed beyond the extremes, which few values are: the median
+            // and the MAD are computed only then.
+            let spread = || {
+                let median = self.sorted.median();
+                spread_floor(1.4826 * self.sorted.mad(median), median)
+            };
             if value > highest {
-                up += ln_two_sided_p((value - highest) / spread);
+                up += ln_two_sided_p((value - highest) / spread());
             }
             if value < lowest {
-                down += ln_two_sided_p((lowest - value) / spread);
+                down += ln_two_sided_p((lowest - value) / spread());
             }
             let (ln_p, spike) = match direction {
                 Direction::Up => (up, true),

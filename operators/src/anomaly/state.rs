@@ -16,12 +16,14 @@
 //!    columns, the deadline as event time, the other input columns null.
 //!
 //! State: per key its detector (bounded windows), key values and gap deadline; plus the rows
-//! inside the watermark lag. Keys are never forgotten (a silent key keeps its learnt state).
+//! inside the watermark lag. Past `max_keys` keys (or while the pipeline is over its memory
+//! limit) the least recently seen keys are forgotten ([`AnomalyState::shed_keys`]): their
+//! learnt state and pending gap deadline go, and a forgotten key that comes back starts over,
+//! warm-up included.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use ahash::RandomState;
 use edgeflow_engine::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, BooleanBuilder, Float64Array, Float64Builder,
     RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray, new_null_array,
@@ -29,9 +31,9 @@ use edgeflow_engine::arrow::array::{
 use edgeflow_engine::arrow::compute::{cast, concat_batches, filter_record_batch};
 use edgeflow_engine::arrow::datatypes::{DataType, Float64Type};
 use edgeflow_engine::arrow::error::ArrowError;
-use edgeflow_engine::arrow::row::{OwnedRow, RowConverter, SortField};
 
 use super::detector::KeyDetector;
+use super::keys::KeyTable;
 use super::{AnomalyPlan, ValueSource};
 pub(crate) use crate::reorder::Absorbed;
 use crate::reorder::{Buffered, event_times, split_on_watermark, to_time};
@@ -50,11 +52,8 @@ pub(crate) struct Flushed {
 /// One worker's anomaly state.
 pub(crate) struct AnomalyState {
     plan: Arc<AnomalyPlan>,
-    /// Encodes the group-by values of a row as bytes (`None` without `group_by`).
-    key_converter: Option<RowConverter>,
-    keys: HashMap<Box<[u8]>, u32, RandomState>,
-    /// Key id → the key's values (only kept for `gap`, which must emit them).
-    key_rows: Vec<OwnedRow>,
+    keys: KeyTable,
+    /// Key id → its detector (a fresh one for a free id).
     detectors: Vec<KeyDetector>,
     /// Key id → estimated bytes of its detector, as last measured.
     key_bytes: Vec<usize>,
@@ -66,6 +65,8 @@ pub(crate) struct AnomalyState {
     quiet_until: Vec<i64>,
     pending: Vec<Buffered>,
     pending_rows: usize,
+    /// Scratch: the key id of each row being judged.
+    ids: Vec<u32>,
 }
 
 /// The highest score a row may have during its key's cooldown: just under the 0.5 that means
@@ -75,21 +76,10 @@ const COOLDOWN_SCORE: f64 = 0.499;
 impl AnomalyState {
     /// Empty state for `plan`.
     pub(crate) fn new(plan: Arc<AnomalyPlan>) -> Result<Self, ArrowError> {
-        let key_converter = if plan.keys.is_empty() {
-            None
-        } else {
-            let fields = plan
-                .keys
-                .iter()
-                .map(|&k| SortField::new(plan.input_schema.field(k).data_type().clone()))
-                .collect();
-            Some(RowConverter::new(fields)?)
-        };
+        let keys = KeyTable::new(&plan.input_schema, &plan.keys, plan.spec.gap_ms().is_some())?;
         Ok(Self {
             plan,
-            key_converter,
-            keys: HashMap::default(),
-            key_rows: Vec::new(),
+            keys,
             detectors: Vec::new(),
             key_bytes: Vec::new(),
             state_bytes: 0,
@@ -98,12 +88,36 @@ impl AnomalyState {
             quiet_until: Vec::new(),
             pending: Vec::new(),
             pending_rows: 0,
+            ids: Vec::new(),
         })
     }
 
     /// Keys plus buffered rows: the rows of state this worker holds.
     pub(crate) fn state_rows(&self) -> usize {
-        self.detectors.len() + self.pending_rows
+        self.keys.held() + self.pending_rows
+    }
+
+    /// Keys held now.
+    pub(crate) fn keys_held(&self) -> usize {
+        self.keys.held()
+    }
+
+    /// Forgets the least recently seen keys when more than `limit` are held (down to 90 % of
+    /// it): their detectors, cooldowns and gap deadlines. Returns how many were forgotten.
+    pub(crate) fn shed_keys(&mut self, limit: usize) -> usize {
+        let freed = self.keys.forget_least_recent(limit);
+        for &id in &freed {
+            let at = id as usize;
+            self.state_bytes -= std::mem::take(&mut self.key_bytes[at]);
+            self.detectors[at] = KeyDetector::new(&self.plan.spec);
+            if let Some(deadline) = self.deadline_of[at].take() {
+                self.deadlines.remove(&(deadline, id));
+            }
+            if let Some(quiet) = self.quiet_until.get_mut(at) {
+                *quiet = i64::MIN;
+            }
+        }
+        freed.len()
     }
 
     /// Estimated bytes of the keys' detectors (not counting buffered rows).
@@ -174,50 +188,35 @@ impl AnomalyState {
         }
     }
 
-    /// Key ids of the rows, creating state for new keys.
-    fn key_ids(&mut self, rows: &RecordBatch) -> Result<Vec<u32>, ArrowError> {
-        let Some(converter) = &self.key_converter else {
-            if self.detectors.is_empty() {
-                self.add_key(None);
-            }
-            return Ok(vec![0; rows.num_rows()]);
-        };
-        let columns: Vec<ArrayRef> = self
-            .plan
-            .keys
-            .iter()
-            .map(|&k| rows.column(k).clone())
-            .collect();
-        let encoded = converter.convert_columns(&columns)?;
-        let mut ids = Vec::with_capacity(rows.num_rows());
-        for row in encoded.iter() {
-            let id = match self.keys.get(row.as_ref()) {
-                Some(&id) => id,
-                None => {
-                    let id = self.detectors.len() as u32;
-                    self.keys.insert(row.as_ref().into(), id);
-                    let owned = self.plan.spec.gap_ms().is_some().then(|| row.owned());
-                    self.add_key(owned);
-                    id
-                }
-            };
-            ids.push(id);
+    /// Key ids of the rows (left in `self.ids`), creating state for new keys.
+    fn key_ids(&mut self, rows: &RecordBatch) -> Result<(), ArrowError> {
+        let mut ids = std::mem::take(&mut self.ids);
+        let mut fresh = Vec::new();
+        self.keys.ids(rows, &mut ids, |id| fresh.push(id))?;
+        self.ids = ids;
+        for id in fresh {
+            self.add_key(id);
         }
-        Ok(ids)
+        Ok(())
     }
 
-    fn add_key(&mut self, row: Option<OwnedRow>) {
+    /// Sets up the state of key `id`, which is new or was freed by forgetting.
+    fn add_key(&mut self, id: u32) {
+        let at = id as usize;
         let detector = KeyDetector::new(&self.plan.spec);
         let bytes = detector.state_bytes() + self.plan.key_overhead;
         self.state_bytes += bytes;
-        self.key_bytes.push(bytes);
-        self.detectors.push(detector);
-        self.deadline_of.push(None);
-        if self.plan.cooldown_ms.is_some() {
-            self.quiet_until.push(i64::MIN);
-        }
-        if let Some(row) = row {
-            self.key_rows.push(row);
+        if at == self.detectors.len() {
+            self.key_bytes.push(bytes);
+            self.detectors.push(detector);
+            self.deadline_of.push(None);
+            if self.plan.cooldown_ms.is_some() {
+                self.quiet_until.push(i64::MIN);
+            }
+        } else {
+            // A freed id: shed_keys reset its detector and its deadline already.
+            self.key_bytes[at] = bytes;
+            self.detectors[at] = detector;
         }
     }
 
@@ -294,19 +293,27 @@ impl AnomalyState {
             .iter()
             .map(|a| a.as_primitive::<Float64Type>())
             .collect();
-        let keys = self.key_ids(rows)?;
+        self.key_ids(rows)?;
+        let keys = std::mem::take(&mut self.ids);
 
-        // Each key's rows in (time, arrival) order.
-        let mut order: Vec<u32> = (0..n as u32).collect();
-        order.sort_unstable_by_key(|&i| (keys[i as usize], times[i as usize], i));
+        // Each key's rows in (time, arrival) order: one sort of packed (key, time, row)
+        // numbers, which also visits the detectors in id order. Times are offset so that they
+        // compare as unsigned.
+        let mut order: Vec<u128> = (0..n)
+            .map(|i| {
+                let time = (times[i] as u64) ^ (1 << 63);
+                (u128::from(keys[i]) << 96) | (u128::from(time) << 32) | i as u128
+            })
+            .collect();
+        order.sort_unstable();
 
         let mut scores = vec![None; n];
         let mut flags = vec![false; n];
         let mut reasons: Vec<Option<String>> = vec![None; n];
         let mut limits = vec![None; limit_arrays.len()];
         let mut touched = None;
-        for &i in &order {
-            let i = i as usize;
+        for &packed in &order {
+            let i = (packed & 0xffff_ffff) as usize;
             let (key, time) = (keys[i], times[i]);
             if touched != Some(key) {
                 if let Some(done) = touched {
@@ -314,6 +321,7 @@ impl AnomalyState {
                 }
                 touched = Some(key);
             }
+            self.keys.touch(key, time);
             if let Some(gap) = gap_ms {
                 let slot = &mut self.deadline_of[key as usize];
                 if let Some(deadline) = slot.take() {
@@ -353,6 +361,7 @@ impl AnomalyState {
         if let Some(done) = touched {
             self.remeasure(done);
         }
+        self.ids = keys;
         if gap_ms.is_some() {
             // The judged rows come first; silences found among them are emitted after them.
             gaps.sort_unstable_by_key(|&(key, _, deadline)| (deadline, key));
@@ -364,7 +373,11 @@ impl AnomalyState {
         columns.push(std::sync::Arc::new(StringArray::from_iter_values(
             std::iter::repeat_n(plan.spec.name(), n),
         )));
-        columns.push(std::sync::Arc::new(StringArray::from(reasons)));
+        let mut reason = StringBuilder::with_capacity(n, 0);
+        for text in &reasons {
+            reason.append_option(text.as_deref());
+        }
+        columns.push(std::sync::Arc::new(reason.finish()));
         RecordBatch::try_new(plan.output_schema.clone(), columns)
     }
 
@@ -379,13 +392,9 @@ impl AnomalyState {
     fn gap_rows(&self, gaps: &[(u32, i64, i64)]) -> Result<RecordBatch, ArrowError> {
         let plan = &self.plan;
         let n = gaps.len();
-        let key_columns = match &self.key_converter {
-            Some(converter) => converter.convert_rows(
-                gaps.iter()
-                    .map(|&(k, _, _)| self.key_rows[k as usize].row()),
-            )?,
-            None => Vec::new(),
-        };
+        let key_columns = self
+            .keys
+            .columns(gaps.iter().filter_map(|&(k, _, _)| self.keys.row(k)))?;
         let mut columns = Vec::with_capacity(plan.output_schema.fields().len());
         for (index, field) in plan.input_schema.fields().iter().enumerate() {
             let column: ArrayRef = if index == plan.event_time {
@@ -397,7 +406,7 @@ impl AnomalyState {
                     TimestampMillisecondArray::from_iter_values(gaps.iter().map(|g| g.2))
                         .with_timezone_opt(timezone),
                 )
-            } else if let Some(at) = plan.keys.iter().position(|&k| k == index) {
+            } else if let Some(at) = self.keys.key_columns().iter().position(|&k| k == index) {
                 key_columns[at].clone()
             } else {
                 new_null_array(field.data_type(), n)
@@ -415,7 +424,7 @@ impl AnomalyState {
             method.append_value("gap");
             reason.append_value(format!(
                 "no data for {} after the row at {}",
-                super::options::humanize_ms(gap),
+                super::statistical::humanize_ms(gap),
                 edgeflow_engine::time::format_event_time(last.max(0) as u64)
             ));
         }

@@ -208,6 +208,25 @@ pub(crate) fn num(value: f64) -> String {
     }
 }
 
+/// A duration in ms as a short text: `10m`, `90s`, `1h30m`, `250ms`.
+pub(crate) fn humanize_ms(ms: i64) -> String {
+    if ms % 1000 != 0 || ms == 0 {
+        return format!("{ms}ms");
+    }
+    let mut secs = ms / 1000;
+    let mut out = String::new();
+    for (unit, size) in [("d", 86_400), ("h", 3600), ("m", 60)] {
+        if secs >= size {
+            out.push_str(&format!("{}{unit}", secs / size));
+            secs %= size;
+        }
+    }
+    if secs > 0 {
+        out.push_str(&format!("{secs}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,6 +146,8 @@ pub(crate) struct SortedWindow {
     /// The length of each block.
     counts: Vec<u32>,
     len: usize,
+    /// The blocks' capacities added up (kept as they change, so measuring is O(1)).
+    capacity: usize,
 }
 
 impl SortedWindow {
@@ -155,6 +157,7 @@ impl SortedWindow {
         if self.blocks.is_empty() {
             let mut block = Vec::with_capacity(8);
             block.push(value);
+            self.capacity += block.capacity();
             self.blocks.push(block);
             self.tops.push(value);
             self.counts.push(1);
@@ -167,7 +170,9 @@ impl SortedWindow {
             .min(self.blocks.len() - 1);
         let block = &mut self.blocks[b];
         let at = block.partition_point(|&x| x < value);
+        let before = block.capacity();
         block.insert(at, value);
+        self.capacity = self.capacity + block.capacity() - before;
         self.counts[b] += 1;
         if at + 1 == block.len() {
             self.tops[b] = value;
@@ -176,6 +181,7 @@ impl SortedWindow {
             let mut right = Vec::with_capacity(BLOCK);
             right.extend_from_slice(&block[BLOCK / 2..]);
             block.truncate(BLOCK / 2);
+            self.capacity += right.capacity();
             self.tops[b] = block[BLOCK / 2 - 1];
             self.counts[b] = (BLOCK / 2) as u32;
             self.tops.insert(b + 1, right[right.len() - 1]);
@@ -212,7 +218,7 @@ impl SortedWindow {
     }
 
     fn remove_block(&mut self, b: usize) {
-        self.blocks.remove(b);
+        self.capacity -= self.blocks.remove(b).capacity();
         self.tops.remove(b);
         self.counts.remove(b);
     }
@@ -222,7 +228,9 @@ impl SortedWindow {
         let right = self.blocks.remove(b + 1);
         self.tops.remove(b + 1);
         let moved = self.counts.remove(b + 1);
+        let before = self.blocks[b].capacity();
         self.blocks[b].extend_from_slice(&right);
+        self.capacity = self.capacity + self.blocks[b].capacity() - before - right.capacity();
         self.counts[b] += moved;
         if let Some(&top) = self.blocks[b].last() {
             self.tops[b] = top;
@@ -367,8 +375,7 @@ impl SortedWindow {
 
     /// Bytes held on the heap.
     pub(crate) fn heap_bytes(&self) -> usize {
-        let values: usize = self.blocks.iter().map(Vec::capacity).sum();
-        values * std::mem::size_of::<f64>()
+        self.capacity * std::mem::size_of::<f64>()
             + self.blocks.capacity() * std::mem::size_of::<Vec<f64>>()
             + self.tops.capacity() * std::mem::size_of::<f64>()
             + self.counts.capacity() * std::mem::size_of::<u32>()
@@ -524,6 +531,11 @@ mod tests {
                     assert_eq!(window.ranks(probe), (ge, le), "size {size}, probe {probe}");
                 }
             }
+            let capacity: usize = window.blocks.iter().map(Vec::capacity).sum();
+            assert_eq!(
+                window.capacity, capacity,
+                "the capacity kept as blocks change"
+            );
             // Bounded fragmentation: blocks stay at least a quarter full on average.
             assert!(
                 window.blocks.len() <= 4 * model.len() / BLOCK + 2,

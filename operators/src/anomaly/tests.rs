@@ -117,6 +117,75 @@ fn bad_options_are_reported_at_their_paths() {
     assert_eq!(error.path, ["windw"]);
 }
 
+/// Past `max_keys`, the least recently seen key is forgotten: it starts over, warm-up
+/// included, and its pending gap deadline goes with it.
+#[test]
+fn max_keys_forgets_the_least_recently_seen_key() {
+    use edgeflow_engine::arrow::array::TimestampMillisecondArray;
+    use edgeflow_engine::arrow::array::{AsArray, Float64Array, RecordBatch, StringArray};
+    use edgeflow_engine::schema::UTC;
+
+    let rows = |rows: &[(&str, i64, f64)]| {
+        RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(
+                    TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.1 * 1000))
+                        .with_timezone(UTC),
+                ),
+                Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.2))),
+                Arc::new(Float64Array::from(vec![None; rows.len()])),
+                Arc::new(StringArray::from(vec![None::<&str>; rows.len()])),
+            ],
+        )
+        .unwrap()
+    };
+    // Feeds the batches one watermark step each, sheds keys after each step as the operator
+    // does, and returns the flags of `a`'s rows and the keys forgotten.
+    let run = |max_keys: u64| {
+        let op = plan(&format!(
+            "method = \"threshold\"\nvalue = \"temperature\"\nmax = 50\nwarmup = 3\n\
+             group_by = [\"device_id\"]\nmax_keys = {max_keys}"
+        ))
+        .unwrap();
+        let mut state = state::AnomalyState::new(op.plan.clone()).unwrap();
+        let steps = [
+            rows(&[
+                ("a", 0, 10.0),
+                ("a", 1, 10.0),
+                ("a", 2, 10.0),
+                ("a", 3, 99.0),
+            ]),
+            rows(&[("b", 10, 10.0), ("c", 11, 10.0)]),
+            rows(&[("b", 12, 10.0), ("c", 13, 10.0), ("a", 20, 99.0)]),
+        ];
+        let (mut flags, mut forgotten) = (Vec::new(), 0);
+        for (step, batch) in steps.iter().enumerate() {
+            state.absorb(batch, 0).unwrap();
+            let flushed = state.advance(Some(100_000 * (step as u64 + 1))).unwrap();
+            let out = flushed.rows.unwrap();
+            let devices = out.column(0).as_string::<i32>();
+            let flagged = out.column(6).as_boolean();
+            for row in 0..out.num_rows() {
+                if devices.value(row) == "a" {
+                    flags.push(flagged.value(row));
+                }
+            }
+            forgotten += state.shed_keys(op.plan.max_keys);
+            assert!(state.keys_held() <= op.plan.max_keys);
+        }
+        (flags, forgotten, state.keys_held())
+    };
+    assert_eq!(run(3), (vec![false, false, false, true, true], 0, 3));
+    // With 2 keys, `a` (last seen at 3 s) goes when `c` arrives, and its spike at 20 s is in
+    // a fresh warm-up; then `b` (last seen at 12 s) makes room for `a`.
+    assert_eq!(run(2), (vec![false, false, false, true, false], 2, 2));
+
+    let errors = plan("method = \"ewma\"\nvalue = \"temperature\"\nmax_keys = 0").unwrap_err();
+    assert_eq!(paths(&errors), ["max_keys"]);
+}
+
 /// Points per second on one core through [`state::AnomalyState`] (buffering, key lookup,
 /// event-time sort, detection and the output columns; no timely, no exchange), with 10,000
 /// keys, for every method; and the state bytes per key once every window is full.
