@@ -530,7 +530,7 @@ mod tests {
             "gw-01",
             &segment(3),
             &schema,
-            &[batch.clone()],
+            std::slice::from_ref(&batch),
             "2030-01-01",
         );
         let first = first.unwrap();
@@ -577,7 +577,13 @@ mod tests {
         let (schema, batch) = rows(&[Some(T0), Some(T0)], false);
         // A crash after the Parquet rename but before the `.done` marker: simulate it by
         // storing, then removing the marker and leaving a pending one with the old date.
-        let stored = store.store("gw", &segment(1), &schema, &[batch.clone()], "2030-01-01");
+        let stored = store.store(
+            "gw",
+            &segment(1),
+            &schema,
+            std::slice::from_ref(&batch),
+            "2030-01-01",
+        );
         assert_eq!(
             stored.unwrap().files,
             ["gateway=gw/date=2030-01-01/plant.up-00000000000000000001.parquet"]
