@@ -226,6 +226,26 @@ impl ModbusConfig {
         // Output columns in order of first appearance, with their types and where they were
         // first declared (for the error when a later entry disagrees).
         let mut columns: Vec<(String, DataType)> = Vec::new();
+        // Each shared map is checked once, whether or not a device reads it.
+        let mut checked_maps: BTreeMap<&str, Vec<Entry<'_>>> = BTreeMap::new();
+        for (name, map) in &self.maps {
+            let entries = map
+                .registers
+                .iter()
+                .enumerate()
+                .map(|(i, entry)| {
+                    let path = vec![
+                        "maps".to_string(),
+                        name.clone(),
+                        "registers".to_string(),
+                        i.to_string(),
+                    ];
+                    let checked = check_entry(&path, entry, &mut errors);
+                    (path, entry, checked)
+                })
+                .collect();
+            checked_maps.insert(name, entries);
+        }
         let mut devices = Vec::with_capacity(self.devices.len());
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
         for (index, device) in self.devices.iter().enumerate() {
@@ -244,23 +264,13 @@ impl ModbusConfig {
             if let Err(message) = check_address(&device.address) {
                 errors.push(OptionError::at(&at("address"), message));
             }
-            let mut entries: Vec<(Vec<String>, &RegisterConfig)> = Vec::new();
+            let mut entries: Vec<Entry<'_>> = Vec::new();
+            let mut map_missing = false;
             if let Some(map) = &device.map {
-                match self.maps.get(map) {
-                    Some(found) => {
-                        entries.extend(found.registers.iter().enumerate().map(|(i, r)| {
-                            (
-                                vec![
-                                    "maps".into(),
-                                    map.clone(),
-                                    "registers".into(),
-                                    i.to_string(),
-                                ],
-                                r,
-                            )
-                        }))
-                    }
+                match checked_maps.get(map.as_str()) {
+                    Some(found) => entries.extend(found.iter().cloned()),
                     None => {
+                        map_missing = true;
                         let known: Vec<&str> = self.maps.keys().map(String::as_str).collect();
                         let message = if known.is_empty() {
                             format!("no map named '{map}': this source declares no maps")
@@ -271,36 +281,36 @@ impl ModbusConfig {
                             OptionError::at(&at("map"), message)
                                 .suggest(map, known.iter().copied()),
                         );
-                        continue;
                     }
                 }
             }
-            entries.extend(device.registers.iter().enumerate().map(|(i, r)| {
-                (
-                    vec![
-                        "devices".into(),
-                        index.to_string(),
-                        "registers".into(),
-                        i.to_string(),
-                    ],
-                    r,
-                )
-            }));
+            for (i, entry) in device.registers.iter().enumerate() {
+                let path = vec![
+                    "devices".to_string(),
+                    index.to_string(),
+                    "registers".to_string(),
+                    i.to_string(),
+                ];
+                let checked = check_entry(&path, entry, &mut errors);
+                entries.push((path, entry, checked));
+            }
             if entries.is_empty() {
-                errors.push(OptionError::at(
-                    &format!("devices.{index}"),
-                    format!(
-                        "device '{}' reads nothing: give it registers or a map",
-                        device.id
-                    ),
-                ));
+                if !map_missing {
+                    errors.push(OptionError::at(
+                        &format!("devices.{index}"),
+                        format!(
+                            "device '{}' reads nothing: give it registers or a map",
+                            device.id
+                        ),
+                    ));
+                }
                 continue;
             }
             let mut spans = Vec::with_capacity(entries.len());
             let mut fields = Vec::with_capacity(entries.len());
             let mut names: BTreeMap<&str, &[String]> = BTreeMap::new();
-            for (path, entry) in &entries {
-                let Some((span, decoder)) = check_entry(path, entry, &mut errors) else {
+            for (path, entry, checked) in &entries {
+                let Some((span, decoder)) = *checked else {
                     continue;
                 };
                 if let Some(first) = names.insert(&entry.field, path) {
@@ -355,7 +365,15 @@ impl ModbusConfig {
             });
         }
         if !errors.is_empty() {
-            return Err(errors);
+            // A map read by several devices can give the same error (a duplicate field) once
+            // per device: report it once.
+            let mut unique: Vec<OptionError> = Vec::with_capacity(errors.len());
+            for error in errors {
+                if !unique.contains(&error) {
+                    unique.push(error);
+                }
+            }
+            return Err(unique);
         }
         let fields = [
             Field::new(TIMESTAMP, timestamp_type(), false),
@@ -435,6 +453,9 @@ impl ModbusConfig {
         }
     }
 }
+
+/// A map entry with its option path and, when it is sound, its addresses and decoder.
+type Entry<'a> = (Vec<String>, &'a RegisterConfig, Option<(Span, Decoder)>);
 
 /// `path` + `key` as path segments.
 fn segments<'a>(path: &'a [String], key: &'a str) -> Vec<&'a str> {

@@ -238,11 +238,26 @@ fn devices_maps_and_fields_are_checked() {
     assert!(message.contains("'99999'"), "{message}");
 
     let map = "[maps.press]\nregisters = [{ field = \"x\", kind = \"holding\", address = 0 }]\n";
-    let errors = errors(&format!(
+    let misspelt = errors(&format!(
         "{map}[[devices]]\nid = \"a\"\naddress = \"h\"\nmap = \"prss\"\n"
     ));
-    assert_eq!(errors[0].path.join("."), "devices.0.map");
-    assert_eq!(errors[0].hint.as_deref(), Some("did you mean 'press'?"));
+    assert_eq!(misspelt[0].path.join("."), "devices.0.map");
+    assert_eq!(misspelt[0].hint.as_deref(), Some("did you mean 'press'?"));
+
+    // A bad entry of a shared map is reported once, at the map, however many devices read
+    // it, and also when no device names the map correctly.
+    let bad_map = "[maps.press]\nregisters = [{ field = \"x\", kind = \"coil\", address = 0, type = \"f32\" }]\n";
+    let two = format!(
+        "{bad_map}[[devices]]\nid = \"a\"\naddress = \"h\"\nmap = \"press\"\n[[devices]]\nid = \"b\"\naddress = \"h\"\nmap = \"press\"\n"
+    );
+    let found = errors(&two);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path.join("."), "maps.press.registers.0.type");
+    let found = errors(&format!(
+        "{bad_map}[[devices]]\nid = \"a\"\naddress = \"h\"\nmap = \"pres\"\n"
+    ));
+    let paths: Vec<String> = found.iter().map(|e| e.path.join(".")).collect();
+    assert_eq!(paths, ["maps.press.registers.0.type", "devices.0.map"]);
 
     let (path, message) = first_error("[[devices]]\nid = \"a\"\naddress = \"h\"\n");
     assert_eq!(path, "devices.0");
