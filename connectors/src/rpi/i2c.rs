@@ -504,19 +504,18 @@ impl Source for I2cSource {
                     ConnectorError::Internal(format!("an I2C sensor poll panicked: {error}"))
                 })?;
                 poller = back;
-                match batch {
-                    Some(Ok(batch)) => {
-                        if ctx.send(batch).await.is_err() {
-                            break;
-                        }
-                    }
+                let batch = match batch {
+                    None => continue,
+                    Some(Ok(batch)) => batch,
                     Some(Err(error)) => {
                         return Err(ConnectorError::Internal(format!(
                             "sensor readings do not fit the i2c schema: {error}"
                         ))
                         .into());
                     }
-                    None => {}
+                };
+                if ctx.send(batch).await.is_err() {
+                    break;
                 }
             }
             Ok(())
