@@ -1,11 +1,13 @@
 //! The `enrich` operator inside an engine run on 1 and 2 workers: rows looked up in a
 //! registry file, unknown devices passed, dropped or rejected, and the registry reloaded
-//! while the pipeline runs (a malformed version is ignored, the last good one stays).
+//! while the pipeline runs (a malformed version is ignored, the last good one stays), from CSV
+//! and from Parquet files written by the `parquet` crate.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use edgeflow_engine::arrow::array::RecordBatch;
+use edgeflow_engine::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use edgeflow_engine::testing::{CollectSink, run_collect};
 use edgeflow_engine::{
     BoxError, BoxFuture, Graph, NodeKind, PipelineMetrics, RunOptions, Source, SourceContext,
@@ -15,11 +17,36 @@ use edgeflow_engine::{
 use crate::clean_rules::run_with_rejected;
 use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
 
-fn write(path: &Path, text: &str) {
+fn write(path: &Path, bytes: &[u8]) {
     // Write then rename, as a careful producer would, so a reload never sees half a file.
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).unwrap();
+    std::fs::write(&tmp, bytes).unwrap();
     std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A Parquet registry of `(device_id, site, scale)` rows.
+fn parquet_registry(rows: &[(&str, &str, f64)]) -> Vec<u8> {
+    let batch = RecordBatch::try_from_iter([
+        (
+            "device_id",
+            Arc::new(rows.iter().map(|r| Some(r.0)).collect::<StringArray>()) as ArrayRef,
+        ),
+        (
+            "site",
+            Arc::new(rows.iter().map(|r| Some(r.1)).collect::<StringArray>()),
+        ),
+        (
+            "scale",
+            Arc::new(rows.iter().map(|r| Some(r.2)).collect::<Float64Array>()),
+        ),
+    ])
+    .unwrap();
+    let mut bytes = Vec::new();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+    bytes
 }
 
 fn options(path: &Path, extra: &str) -> String {
@@ -57,7 +84,7 @@ fn rows_get_registry_columns_and_unknown_devices_are_counted_on_one_and_two_work
     let path = dir.path().join("devices.csv");
     write(
         &path,
-        "device_id,site,scale,model\na,plant-1,1.5,x\nb,plant-2,,y\n",
+        b"device_id,site,scale,model\na,plant-1,1.5,x\nb,plant-2,,y\n",
     );
     let input = || {
         vec![
@@ -103,15 +130,15 @@ fn rows_get_registry_columns_and_unknown_devices_are_counted_on_one_and_two_work
 /// processed), and so on.
 struct Script {
     path: PathBuf,
-    steps: Vec<(Option<&'static str>, Vec<Reading>)>,
+    steps: Vec<(Option<Vec<u8>>, Vec<Reading>)>,
 }
 
 impl Source for Script {
     fn run(self: Box<Self>, ctx: SourceContext) -> BoxFuture<'static, Result<(), BoxError>> {
         Box::pin(async move {
             for (registry, readings) in self.steps {
-                if let Some(text) = registry {
-                    write(&self.path, text);
+                if let Some(bytes) = registry {
+                    write(&self.path, &bytes);
                     // Several reload intervals: the registry is polled on a timer, even
                     // while no row arrives. (A blocking sleep is fine on this test's own
                     // I/O thread.)
@@ -130,10 +157,42 @@ impl Source for Script {
 
 #[test]
 fn registry_reloads_while_the_pipeline_runs_and_a_bad_version_is_ignored() {
+    reloads(
+        "devices.csv",
+        [
+            b"device_id,site,scale\na,old-site,1.0\n".to_vec(),
+            b"device_id,site,scale\na,new-site,2.0\nb,b-site,3.0\n".to_vec(),
+            b"device_id,site,scale\na,broken,not-a-number\n".to_vec(),
+            b"device_id,site,scale\n".to_vec(),
+        ],
+    );
+}
+
+#[test]
+fn parquet_registry_reloads_while_the_pipeline_runs_and_a_broken_file_is_ignored() {
+    let new = parquet_registry(&[("a", "new-site", 2.0), ("b", "b-site", 3.0)]);
+    // A half-written file, as a producer that does not write-then-rename leaves it.
+    let broken = new[..new.len() / 2].to_vec();
+    reloads(
+        "devices.parquet",
+        [
+            parquet_registry(&[("a", "old-site", 1.0)]),
+            new,
+            broken,
+            parquet_registry(&[]),
+        ],
+    );
+}
+
+/// Runs a pipeline whose registry `name` goes through four versions while rows arrive: the
+/// first, a second that changes `a` and adds `b`, a broken third (ignored) and an empty
+/// fourth.
+fn reloads(name: &str, versions: [Vec<u8>; 4]) {
     for workers in [1, 2] {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("devices.csv");
-        write(&path, "device_id,site,scale\na,old-site,1.0\n");
+        let path = dir.path().join(name);
+        let [first, second, broken, empty] = versions.clone();
+        write(&path, &first);
         let schema = sensor_schema();
         let enrich = plan("enrich", &options(&path, ""), &schema);
         let steps = vec![
@@ -145,20 +204,14 @@ fn registry_reloads_while_the_pipeline_runs_and_a_bad_version_is_ignored() {
                 ],
             ),
             (
-                Some("device_id,site,scale\na,new-site,2.0\nb,b-site,3.0\n"),
+                Some(second),
                 vec![
                     Reading::new("a", 2_000, Some(1.0)),
                     Reading::new("b", 2_000, Some(1.0)),
                 ],
             ),
-            (
-                Some("device_id,site,scale\na,broken,not-a-number\n"),
-                vec![Reading::new("a", 3_000, Some(1.0))],
-            ),
-            (
-                Some("device_id,site,scale\n"),
-                vec![Reading::new("a", 4_000, Some(1.0))],
-            ),
+            (Some(broken), vec![Reading::new("a", 3_000, Some(1.0))]),
+            (Some(empty), vec![Reading::new("a", 4_000, Some(1.0))]),
         ];
         let mut graph = Graph::new("reload");
         let source = graph

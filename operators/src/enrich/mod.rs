@@ -5,7 +5,7 @@
 //! [operators.enriched]
 //! type = "enrich"
 //! inputs = ["sensors"]
-//! registry = "devices.csv"          # or .json (array), .jsonl (one object per line)
+//! registry = "devices.csv"          # or .json (array), .jsonl (one object per line), .parquet
 //! key = "device_id"
 //! columns = { site = "string", scale = "float64", offset = "float64" }
 //! unknown = "pass"                  # or "drop", "reject"
@@ -71,6 +71,7 @@ use crate::fields::{error_at, lookup, single_input, type_name};
 use crate::options::OrderedMap;
 use crate::{OperatorConfig, OperatorKind};
 
+mod parquet;
 mod registry;
 
 pub use registry::RegistryError;
@@ -110,8 +111,8 @@ pub enum Unknown {
 #[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
-    /// The registry file: `.csv` (with a header row), `.json` (an array of objects) or
-    /// `.jsonl` / `.ndjson` (one object per line). A relative path is relative to the
+    /// The registry file: `.csv` (with a header row), `.json` (an array of objects),
+    /// `.jsonl` / `.ndjson` (one object per line) or `.parquet` / `.pq` / `.parq`. A relative path is relative to the
     /// directory the pipeline runs in. Required.
     pub registry: PathBuf,
     /// The field of the input holding the device id (string or integer). Default:

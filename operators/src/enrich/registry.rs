@@ -1,4 +1,5 @@
-//! The device registry file: reading it (CSV, JSON array or JSON lines), typing its values,
+//! The device registry file: reading it (CSV, JSON array, JSON lines or Parquet, the latter
+//! in [`super::parquet`]), typing its values,
 //! and the difference between two versions, which feeds the differential collection.
 //!
 //! A registry maps a key (a device id) to one row of values. Reading checks everything and
@@ -83,7 +84,8 @@ pub enum RegistryError {
     Malformed {
         /// The registry file.
         path: PathBuf,
-        /// `line N` (CSV, JSON lines) or `entry N` (JSON array, from 1).
+        /// `line N` (CSV, JSON lines), `entry N` (JSON array, from 1), `row N` (Parquet,
+        /// from 1) or `file` (the file is not readable Parquet, or lacks a column).
         place: String,
         /// What is wrong, quoting the bad value.
         message: String,
@@ -106,14 +108,26 @@ pub(crate) type Snapshot = BTreeMap<String, Vec<Cell>>;
 /// The file cannot be read, or a line or entry is malformed (a missing column, a value of
 /// the wrong type, a missing or repeated key).
 pub(crate) fn load(path: &Path, spec: &RegistryColumns) -> Result<Snapshot, RegistryError> {
+    let extension = path.extension().and_then(|e| e.to_str());
+    if matches!(extension, Some("parquet" | "pq" | "parq")) {
+        // Read before parsing, so that a missing file is an I/O error like for the others.
+        std::fs::metadata(path).map_err(|source| RegistryError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        return super::parquet::parse_parquet(path, spec).map_err(|(place, message)| {
+            RegistryError::Malformed {
+                path: path.to_path_buf(),
+                place,
+                message,
+            }
+        });
+    }
     let text = std::fs::read_to_string(path).map_err(|source| RegistryError::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let json = matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("json" | "jsonl" | "ndjson")
-    );
+    let json = matches!(extension, Some("json" | "jsonl" | "ndjson"));
     if json {
         parse_json(&text, spec).map_err(|(place, message)| RegistryError::Malformed {
             path: path.to_path_buf(),
@@ -129,7 +143,7 @@ pub(crate) fn load(path: &Path, spec: &RegistryColumns) -> Result<Snapshot, Regi
     }
 }
 
-fn insert(
+pub(crate) fn insert(
     snapshot: &mut Snapshot,
     firsts: &mut BTreeMap<String, String>,
     key: String,
@@ -205,7 +219,7 @@ fn parse_csv(text: &str, spec: &RegistryColumns) -> Result<Snapshot, (u64, Strin
     Ok(snapshot)
 }
 
-fn type_word(kind: CellType) -> &'static str {
+pub(crate) fn type_word(kind: CellType) -> &'static str {
     match kind {
         CellType::Str => "a string",
         CellType::Float => "a float64",
