@@ -26,6 +26,9 @@
 //! * `collect`: `edgeflow certs` and `edgeflow collect` with a pyarrow.flight client over
 //!   mutual TLS: partitioned Parquet checked with DuckDB, duplicate segments, refused
 //!   certificates (none, other CA, expired), ListFlights and DoGet (issue 9).
+//! * `upstream`: `edgeflow run` with a `flight` sink into `edgeflow collect`: a collector
+//!   killed and restarted mid-stream, a gateway killed with a full spool, a spool full with
+//!   `drop_oldest`; rows compared with what was sent, exactly once (issue 9).
 //!
 //! Python checks use `$EDGEFLOW_PYTHON`, else `.venv/bin/python` (made by `scripts/test`).
 
@@ -44,4 +47,5 @@ mod mqtt_broker;
 mod ops;
 mod quickstart;
 mod shutdown;
+mod upstream;
 mod window_duckdb;
