@@ -27,24 +27,20 @@
 //! finish (up to 5 seconds; idle keep-alive connections are closed), then drops its context,
 //! which ends its input to the dataflow.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use edgeflow_engine::arrow::array::RecordBatch;
 use edgeflow_engine::arrow::compute::concat_batches;
 use edgeflow_engine::{BoxError, BoxFuture, SendWithinError, Source, SourceContext};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -64,6 +60,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long a TLS handshake or the request head may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An answer: a JSON body held in one buffer.
+type Reply = Response<Full<Bytes>>;
+
+/// The connector value counting requests received.
+const REQUESTS: &str = "requests";
 
 /// The checked, ready-to-run source.
 pub struct HttpSource {
@@ -130,6 +132,7 @@ struct Shared {
     pending_rows: Arc<AtomicUsize>,
     retry_after: HeaderValue,
     batcher: mpsc::Sender<Pending>,
+    path: String,
 }
 
 impl Source for HttpSource {
@@ -159,11 +162,8 @@ impl HttpSource {
             pending_rows,
             retry_after: HeaderValue::from(self.retry_after_secs),
             batcher: batcher_sender,
+            path: self.path.clone(),
         });
-        let router = Router::new()
-            .route(&self.path, post(ingest))
-            .fallback(not_found)
-            .with_state(shared);
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
         let scheme = if acceptor.is_some() { "https" } else { "http" };
         info!(source = %ctx.name(), address = %self.address, path = %self.path, "Listening for {scheme} POSTs");
@@ -187,8 +187,9 @@ impl HttpSource {
                     continue;
                 }
             };
+            // Answers are small and written at once: never hold them back (Nagle).
             let _ = stream.set_nodelay(true);
-            let router = router.clone();
+            let shared = shared.clone();
             let acceptor = acceptor.clone();
             let watcher = graceful.watcher();
             connections.spawn(async move {
@@ -198,7 +199,7 @@ impl HttpSource {
                     .header_read_timeout(HANDSHAKE_TIMEOUT);
                 match acceptor {
                     None => {
-                        let service = peer_service(router, Peer::default());
+                        let service = peer_service(shared, Peer::default());
                         let connection = builder.serve_connection(TokioIo::new(stream), service);
                         if let Err(error) = watcher.watch(connection).await {
                             debug!(%remote, "HTTP connection ended: {error}");
@@ -226,7 +227,7 @@ impl HttpSource {
                             .and_then(|chain| chain.first())
                             .and_then(|leaf| certificate_common_name(leaf))
                             .map(Arc::<str>::from);
-                        let service = peer_service(router, Peer { device });
+                        let service = peer_service(shared, Peer { device });
                         let connection = builder.serve_connection(TokioIo::new(stream), service);
                         if let Err(error) = watcher.watch(connection).await {
                             debug!(%remote, "HTTPS connection ended: {error}");
@@ -247,35 +248,57 @@ impl HttpSource {
         }
         connections.abort_all();
         while connections.join_next().await.is_some() {}
-        // The router (and with it the batcher's sender) is gone with the connections: the
-        // batcher answers what it holds and ends, and the context is dropped after it.
-        drop(router);
+        // The handlers' state (and with it the batcher's sender) is gone with the
+        // connections: the batcher answers what it holds and ends, and the context is
+        // dropped after it.
+        drop(shared);
         let _ = batcher.await;
         Ok(())
     }
 }
 
-/// The router as a hyper service that tells handlers who the peer is.
+/// The hyper service of one connection: routes each request, telling the handler who the
+/// peer is. A plain hyper service rather than a router keeps a request to a few
+/// allocations: one path, one method, no boxed body or future, no extension map.
 fn peer_service(
-    router: Router,
+    shared: Arc<Shared>,
     peer: Peer,
-) -> TowerToHyperService<
-    impl tower::Service<
-        Request<hyper::body::Incoming>,
-        Response = Response,
-        Error = std::convert::Infallible,
-        Future = impl Send,
-    > + Clone,
-> {
-    let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(peer.clone());
-        let mut router = router.clone();
-        async move {
-            let request = request.map(Body::new);
-            tower::Service::call(&mut router, request).await
-        }
-    });
-    TowerToHyperService::new(service)
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Reply,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Reply, Infallible>> + Send,
+> + Clone {
+    let peer = Arc::new(peer);
+    hyper::service::service_fn(move |request: Request<Incoming>| {
+        let shared = shared.clone();
+        let peer = peer.clone();
+        async move { Ok(route(&shared, &peer, request).await) }
+    })
+}
+
+async fn route(shared: &Shared, peer: &Peer, request: Request<Incoming>) -> Reply {
+    if request.uri().path() != shared.path {
+        return error_response(
+            StatusCode::NOT_FOUND,
+            format!("no such path '{}'", request.uri().path()),
+        );
+    }
+    if request.method() != Method::POST {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("use POST on '{}'", shared.path),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let (response, counted) = ingest(shared, peer, request).await;
+    if !counted {
+        shared.ctx.metrics().add_value(REQUESTS, 1);
+    }
+    response
 }
 
 /// Sends the records of waiting requests into the dataflow, a group at a time, and answers
@@ -287,8 +310,10 @@ async fn batcher(
 ) {
     let schema = ctx.schema().clone();
     let mut group: Vec<Pending> = Vec::new();
+    let mut on_time: Vec<Pending> = Vec::new();
     while let Some(first) = receiver.recv().await {
         group.clear();
+        on_time.clear();
         let mut rows = first.rows.num_rows();
         group.push(first);
         while rows < MAX_GROUP_ROWS {
@@ -300,13 +325,19 @@ async fn batcher(
                 Err(_) => break,
             }
         }
+        // One count per group rather than one per request: the counters sit behind a lock
+        // that every IO thread would otherwise take once per request. It is counted before
+        // any of these requests is answered.
+        ctx.metrics().add_value(REQUESTS, group.len() as u64);
         // Requests whose deadline has passed are answered at once, without sending.
         let now = Instant::now();
-        let (late, on_time): (Vec<Pending>, Vec<Pending>) =
-            group.drain(..).partition(|p| p.deadline <= now);
-        for pending in late {
-            pending_rows.fetch_sub(pending.rows.num_rows(), Ordering::Relaxed);
-            let _ = pending.reply.send(Outcome::Busy);
+        for pending in group.drain(..) {
+            if pending.deadline <= now {
+                pending_rows.fetch_sub(pending.rows.num_rows(), Ordering::Relaxed);
+                let _ = pending.reply.send(Outcome::Busy);
+            } else {
+                on_time.push(pending);
+            }
         }
         if on_time.is_empty() {
             continue;
@@ -332,7 +363,7 @@ async fn batcher(
                 Outcome::Stopped
             }
         };
-        for pending in on_time {
+        for pending in on_time.drain(..) {
             pending_rows.fetch_sub(pending.rows.num_rows(), Ordering::Relaxed);
             let _ = pending.reply.send(outcome);
         }
@@ -343,16 +374,68 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// A JSON error response.
-fn error_response(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({ "error": message.into() }))).into_response()
+/// A JSON response.
+fn json_response(status: StatusCode, body: Bytes) -> Reply {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
-async fn not_found(request: Request) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        format!("no such path '{}'", request.uri().path()),
-    )
+/// A JSON response holding `value`.
+fn json_value(status: StatusCode, value: &serde_json::Value) -> Reply {
+    json_response(status, Bytes::from(value.to_string()))
+}
+
+/// A JSON error response.
+fn error_response(status: StatusCode, message: impl Into<String>) -> Reply {
+    json_value(status, &json!({ "error": message.into() }))
+}
+
+/// `{"accepted":N}`, the answer to almost every request, without building a JSON value.
+fn accepted_response(accepted: usize) -> Reply {
+    let body = if accepted == 1 {
+        Bytes::from_static(b"{\"accepted\":1}")
+    } else {
+        Bytes::from(format!("{{\"accepted\":{accepted}}}"))
+    };
+    json_response(StatusCode::OK, body)
+}
+
+/// Why a body could not be read.
+enum BodyError {
+    TooLarge,
+    Unreadable(hyper::Error),
+}
+
+/// Reads a whole body of at most `limit` bytes. A body that arrives in one piece (the
+/// usual small POST) is handed on as it is, without a copy.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(BodyError::Unreadable)?.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(BodyError::TooLarge);
+        }
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(earlier) => {
+                joined.reserve(total);
+                joined.extend_from_slice(&earlier);
+                joined.extend_from_slice(&data);
+            }
+        }
+    }
+    Ok(first.unwrap_or_else(|| Bytes::from(joined)))
 }
 
 fn errors_json(errors: &[RecordError]) -> serde_json::Value {
@@ -373,12 +456,12 @@ fn count_refused(ctx: &SourceContext, errors: &[RecordError], refused_valid: usi
         .count_dropped("rejected_with_request", refused_valid);
 }
 
-async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+/// Handles one POST; also says whether the batcher counted the request (it counts those it
+/// takes, a group at a time).
+async fn ingest(shared: &Shared, peer: &Peer, request: Request<Incoming>) -> (Reply, bool) {
     let arrival = now_ms();
     let ctx = &shared.ctx;
-    ctx.metrics().add_value("requests", 1);
     let (parts, body) = request.into_parts();
-    let peer = parts.extensions.get::<Peer>().cloned().unwrap_or_default();
 
     // 1. Who is writing. Nothing of an unauthenticated request is read.
     let identity: Option<Arc<str>> = match (&peer.device, &shared.tokens) {
@@ -405,14 +488,17 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Bearer realm=\"edgeflow\""),
                     );
-                    return response;
+                    return (response, false);
                 }
             }
         }
         (None, None) if shared.mutual_tls => {
             // Only reachable if the handshake let a client without a certificate in.
             ctx.metrics().count_dropped("unauthenticated", 1);
-            return error_response(StatusCode::UNAUTHORIZED, "a client certificate is required");
+            return (
+                error_response(StatusCode::UNAUTHORIZED, "a client certificate is required"),
+                false,
+            );
         }
         (None, None) => None,
     };
@@ -422,12 +508,15 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
         && length > shared.body_limit
     {
         ctx.metrics().count_dropped("body_too_large", 1);
-        return error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the body of {length} bytes is larger than body_limit ({} bytes); send fewer records per request",
-                shared.body_limit
+        return (
+            error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body of {length} bytes is larger than body_limit ({} bytes); send fewer records per request",
+                    shared.body_limit
+                ),
             ),
+            false,
         );
     }
     let content_type = parts
@@ -440,38 +529,42 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
             Some(value) => format!("unsupported Content-Type '{value}'"),
             None => "no Content-Type".to_string(),
         };
-        return error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            format!(
-                "{given}; send application/json (an object or an array of objects) or application/x-ndjson (one object per line)"
+        return (
+            error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "{given}; send application/json (an object or an array of objects) or application/x-ndjson (one object per line)"
+                ),
             ),
+            false,
         );
     };
 
     // 3. The body, never more than body_limit (chunked bodies have no Content-Length).
-    let bytes = match Limited::new(
-        body,
-        usize::try_from(shared.body_limit).unwrap_or(usize::MAX),
-    )
-    .collect()
-    .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+    let limit = usize::try_from(shared.body_limit).unwrap_or(usize::MAX);
+    let bytes = match read_body(body, limit).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::TooLarge) => {
             ctx.metrics().count_dropped("body_too_large", 1);
-            return error_response(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body is larger than body_limit ({} bytes); send fewer records per request",
-                    shared.body_limit
+            return (
+                error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the body is larger than body_limit ({} bytes); send fewer records per request",
+                        shared.body_limit
+                    ),
                 ),
+                false,
             );
         }
-        Err(error) => {
+        Err(BodyError::Unreadable(error)) => {
             ctx.metrics().count_dropped("body_unreadable", 1);
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                format!("cannot read the request body: {error}"),
+            return (
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {error}"),
+                ),
+                false,
             );
         }
     };
@@ -492,16 +585,13 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
         // Writing for another device refuses the whole request, whatever the policy.
         count_refused(ctx, &decoded.errors, valid);
         let device = identity.as_deref().unwrap_or("?");
-        return (
-            StatusCode::FORBIDDEN,
-            axum::Json(json!({
-                "error": format!("device '{device}' may only write its own readings; nothing of this request was kept"),
-                "accepted": 0,
-                "rejected": decoded.records,
-                "errors": errors_json(&wrong_device),
-            })),
-        )
-            .into_response();
+        let body = json!({
+            "error": format!("device '{device}' may only write its own readings; nothing of this request was kept"),
+            "accepted": 0,
+            "rejected": decoded.records,
+            "errors": errors_json(&wrong_device),
+        });
+        return (json_value(StatusCode::FORBIDDEN, &body), false);
     }
     let keep_valid = shared.invalid_records == InvalidRecords::KeepValid;
     if !decoded.errors.is_empty() && (!keep_valid || valid == 0) {
@@ -525,26 +615,30 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
             body["hint"] =
                 json!("for one JSON object per line, send Content-Type: application/x-ndjson");
         }
-        return (StatusCode::BAD_REQUEST, axum::Json(body)).into_response();
+        return (json_value(StatusCode::BAD_REQUEST, &body), false);
     }
     let Some(rows) = decoded.rows else {
         // No records and no errors cannot happen (an empty body is an error); answer anyway.
-        return (StatusCode::OK, axum::Json(json!({ "accepted": 0 }))).into_response();
+        return (accepted_response(0), false);
     };
 
     // 5. Into the dataflow, then answer.
-    let outcome = enqueue(&shared, rows, valid).await;
-    match outcome {
+    let (outcome, counted) = enqueue(shared, rows, valid).await;
+    let response = match outcome {
         Outcome::Accepted => {
             for error in &decoded.errors {
                 ctx.metrics().count_dropped(error.reason, 1);
             }
-            let mut body = json!({ "accepted": valid });
-            if !decoded.errors.is_empty() {
-                body["rejected"] = json!(decoded.errors.len());
-                body["errors"] = errors_json(&decoded.errors);
+            if decoded.errors.is_empty() {
+                accepted_response(valid)
+            } else {
+                let body = json!({
+                    "accepted": valid,
+                    "rejected": decoded.errors.len(),
+                    "errors": errors_json(&decoded.errors),
+                });
+                json_value(StatusCode::OK, &body)
             }
-            (StatusCode::OK, axum::Json(body)).into_response()
         }
         Outcome::Busy | Outcome::Stopped => {
             // The valid records were refused for want of room; the invalid ones (kept out
@@ -564,16 +658,17 @@ async fn ingest(State(shared): State<Arc<Shared>>, request: Request) -> Response
                 .insert(header::RETRY_AFTER, shared.retry_after.clone());
             response
         }
-    }
+    };
+    (response, counted)
 }
 
 /// Queues `rows` for the batcher and waits for its answer; `Busy` at once when too many
-/// records already wait.
-async fn enqueue(shared: &Shared, rows: RecordBatch, count: usize) -> Outcome {
+/// records already wait. Also says whether the batcher took (and counted) the request.
+async fn enqueue(shared: &Shared, rows: RecordBatch, count: usize) -> (Outcome, bool) {
     let before = shared.pending_rows.fetch_add(count, Ordering::Relaxed);
     if before + count > shared.max_pending_rows && before > 0 {
         shared.pending_rows.fetch_sub(count, Ordering::Relaxed);
-        return Outcome::Busy;
+        return (Outcome::Busy, false);
     }
     let (reply, answer) = oneshot::channel();
     let pending = Pending {
@@ -583,13 +678,15 @@ async fn enqueue(shared: &Shared, rows: RecordBatch, count: usize) -> Outcome {
     };
     if let Err(error) = shared.batcher.try_send(pending) {
         shared.pending_rows.fetch_sub(count, Ordering::Relaxed);
-        return match error {
+        let outcome = match error {
             mpsc::error::TrySendError::Full(_) => Outcome::Busy,
             mpsc::error::TrySendError::Closed(_) => Outcome::Stopped,
         };
+        return (outcome, false);
     }
-    // The batcher answers every request it takes; a dropped reply means it ended.
-    answer.await.unwrap_or(Outcome::Stopped)
+    // The batcher answers every request it takes; a dropped reply means it ended (and may
+    // not have counted it, which only matters at shutdown).
+    (answer.await.unwrap_or(Outcome::Stopped), true)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
