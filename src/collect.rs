@@ -78,6 +78,7 @@ pub fn run(args: CollectArgs) -> Result<ExitCode> {
         segments = stats.segments,
         rows = stats.rows,
         duplicates = stats.duplicates,
+        mib_received = %format!("{:.1}", stats.bytes as f64 / 1_048_576.0),
         rejected = %StatsSnapshot::format_reasons(&stats.rejected),
         refused = %StatsSnapshot::format_reasons(&stats.refused),
         "Collector stopped"

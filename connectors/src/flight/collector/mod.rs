@@ -143,7 +143,7 @@ async fn log_summaries(stats: Arc<CollectorStats>, interval: Duration) {
             rows = now.rows,
             new_rows = now.rows - last.rows,
             duplicates = now.duplicates,
-            mib_received = format!("{:.1}", now.bytes as f64 / 1_048_576.0),
+            mib_received = %format!("{:.1}", now.bytes as f64 / 1_048_576.0),
             rejected = %StatsSnapshot::format_reasons(&now.rejected),
             refused = %StatsSnapshot::format_reasons(&now.refused),
             "Collector summary"

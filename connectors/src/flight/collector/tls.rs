@@ -192,6 +192,11 @@ pub fn accept_loop(
                     Ok(Ok(stream)) => {
                         let _ = sender.send(stream).await;
                     }
+                    // A connection closed before any TLS record (a port probe, a load
+                    // balancer's health check) is not a refused client.
+                    Ok(Err(error)) if closed_before_handshake(&error) => {
+                        tracing::debug!(%peer, "Connection closed before the TLS handshake");
+                    }
                     Ok(Err(error)) => refuse(&stats, peer, refusal_reason(&error), &error),
                     Err(_) => refuse(
                         &stats,
@@ -204,6 +209,19 @@ pub fn accept_loop(
         }
     });
     receiver
+}
+
+/// True for a connection that ended (EOF, reset) without a TLS error: nothing was refused.
+fn closed_before_handshake(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    let tls_error = error
+        .get_ref()
+        .is_some_and(|e| e.downcast_ref::<rustls::Error>().is_some());
+    !tls_error
+        && matches!(
+            error.kind(),
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+        )
 }
 
 fn refuse(stats: &CollectorStats, peer: SocketAddr, reason: &'static str, error: &std::io::Error) {
@@ -239,6 +257,11 @@ mod tests {
             refusal_reason(&std::io::Error::other("eof")),
             "handshake failed"
         );
+        let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+        assert!(closed_before_handshake(&eof));
+        assert!(!closed_before_handshake(&io(
+            rustls::Error::NoCertificatesPresented
+        )));
     }
 
     #[test]
