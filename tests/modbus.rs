@@ -268,6 +268,14 @@ inputs = ["plc"]
     assert!(times.len() >= 15, "{} rows in 4 s:\n{stderr}", times.len());
     let span = (times[times.len() - 1] - times[0]) as f64;
     let mean_gap = span / (times.len() - 1) as f64;
+    eprintln!(
+        "good device: {} polls, mean gap {mean_gap:.1} ms; slow.timeout {}, dead.timeout {}, refused.connect_failed {}, wrong_map.exception:illegal_data_address {}",
+        times.len(),
+        event("slow.timeout"),
+        event("dead.timeout"),
+        event("refused.connect_failed"),
+        event("wrong_map.exception:illegal_data_address"),
+    );
     assert!(
         (190.0..=250.0).contains(&mean_gap),
         "mean gap between polls {mean_gap:.1} ms over {} rows",
