@@ -5,6 +5,7 @@
 //! [`protocol`] is the agreement both ends follow: one `DoPut` per spool segment, addressed
 //! by `["edgeflow", stream, segment id]`, acknowledged after the collector's durable write.
 
+pub mod batcher;
 pub mod collector;
 pub mod options;
 pub mod protocol;
