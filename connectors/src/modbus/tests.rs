@@ -304,7 +304,16 @@ fn devices_maps_and_fields_are_checked() {
 /// A minimal Modbus TCP server: 200 holding and input registers, 64 coils and discrete
 /// inputs; reads past them answer "illegal data address"; unit 9 never answers.
 async fn fake_server(holding: Vec<u16>, coils: Vec<bool>) -> std::net::SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fake_server_on("127.0.0.1:0", holding, coils).await
+}
+
+/// [`fake_server`] on a given address.
+async fn fake_server_on(
+    address: &str,
+    holding: Vec<u16>,
+    coils: Vec<bool>,
+) -> std::net::SocketAddr {
+    let listener = TcpListener::bind(address).await.unwrap();
     let address = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -459,4 +468,60 @@ address = 500
         value("bad_address.exception:illegal_data_address") >= 9,
         "{values:?}"
     );
+}
+
+#[tokio::test]
+async fn a_device_that_comes_up_later_is_reconnected_with_backoff() {
+    let port = {
+        let probe = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let text = format!(
+        r#"
+interval = "50ms"
+timeout = "200ms"
+reconnect_min = "20ms"
+reconnect_max = "80ms"
+[[devices]]
+id = "late"
+address = "127.0.0.1:{port}"
+registers = [{{ field = "v", kind = "holding", address = 3 }}]
+"#
+    );
+    let config = parse(&text).unwrap();
+    let (ctx, mut receiver, trigger) = SourceContext::for_test("plc", config.schema().unwrap(), 64);
+    let metrics = ctx.metrics().clone();
+    let running = tokio::spawn(config.build().unwrap().run(ctx));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let failed_before = metrics
+        .snapshot()
+        .values
+        .get("late.connect_failed")
+        .copied();
+    let mut holding = vec![0u16; 8];
+    holding[3] = 4242;
+    fake_server_on(&format!("127.0.0.1:{port}"), holding, vec![false; 8]).await;
+    let batch = tokio::time::timeout(Duration::from_secs(5), receiver.recv())
+        .await
+        .expect("a row once the device is up")
+        .expect("a batch");
+    let v = batch
+        .column(2)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(v.value(0), 4242);
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+    // Backoff of 20 to 80 ms against 400 ms of refusals: a handful of attempts, not one per
+    // millisecond, and none once connected.
+    let failed_before = failed_before.expect("refusals counted before the device came up");
+    assert!((3..=20).contains(&failed_before), "{failed_before}");
+    let values = metrics.snapshot().values;
+    // (One attempt may fall between the count above and the server's start.)
+    assert!(
+        values["late.connect_failed"] <= failed_before + 1,
+        "{values:?}"
+    );
+    assert!(values["late.polls"] >= 1);
 }
