@@ -5,7 +5,8 @@
 //! event time it was last fed, and is **bounded**:
 //!
 //! * `dedup` remembers each combination of its columns with the largest event time seen for
-//!   it, and forgets it once the watermark passes that time by `horizon`. A row older than
+//!   it, and forgets it once the watermark passes that time by `horizon` (see
+//!   [`super::dedup`] for the allocation-free table and its sweeps). A row older than
 //!   `watermark - horizon` can no longer be checked: it passes and is counted as
 //!   `dedup_unchecked`.
 //! * `max_rate_of_change` and `fill` keep, per key, the latest reading of each field (the
@@ -15,14 +16,13 @@
 //!   reading (at most `max_held`), each until the watermark passes its event time by `max_gap`
 //!   (see [`super::interpolate`]); the rows themselves wait in the operator's held store.
 //! * Past `max_keys` keys (or remembered `dedup` combinations), the oldest are forgotten at
-//!   once and counted as `evicted_keys` (rows a forgotten key held leave unfilled).
+//!   once, down to 90 % of `max_keys`, and counted as `evicted_keys` (rows a forgotten key held leave unfilled).
 //!
 //! Expiry is decided by the watermark of the batch that brings a row (the timestamp it
 //! carries), so results do not depend on scheduling or on the number of workers; memory is
 //! reclaimed in sweeps every quarter of the time-to-live.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::rc::Rc;
 use std::sync::Arc;
 
 use ahash::RandomState;
@@ -35,6 +35,7 @@ use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::arrow::row::{RowConverter, Rows, SortField};
 
 use super::Reasons;
+use super::dedup::{DedupSet, Verdict};
 use super::interpolate::{self, Decision, Pending, Resolution};
 
 /// `dedup`: the columns compared and how long a combination is remembered.
@@ -148,14 +149,9 @@ pub(crate) struct KeyedState {
     key_converter: RowConverter,
     dedup_converter: Option<RowConverter>,
     /// Dedup: combination → largest event time seen.
-    seen: HashMap<Rc<[u8]>, i64, RandomState>,
-    /// Dedup: combinations by the event time they were remembered with (entries whose time
-    /// is no longer the combination's latest are skipped when popped).
-    seen_by_time: BTreeMap<i64, Vec<Rc<[u8]>>>,
+    seen: DedupSet,
     keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
     last_sweep: i64,
-    /// Bytes of the combinations in `seen` (for the state size).
-    seen_bytes: usize,
     /// Held rows by `(deadline, ticket, fill rule)` → their key, to let them go unfilled when
     /// the watermark passes the deadline.
     deadlines: BTreeMap<(i64, u64, usize), Box<[u8]>>,
@@ -169,7 +165,7 @@ pub(crate) struct KeyedState {
 impl std::fmt::Debug for KeyedState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyedState")
-            .field("seen", &self.seen.len())
+            .field("seen", &self.seen)
             .field("keys", &self.keys.len())
             .finish()
     }
@@ -183,15 +179,14 @@ impl KeyedState {
             None => None,
         };
         let hasher = RandomState::new();
+        let horizon = plan.dedup.as_ref().map_or(0, |d| d.horizon_ms);
         Ok(Self {
             plan,
             key_converter,
             dedup_converter,
-            seen: HashMap::with_hasher(hasher.clone()),
-            seen_by_time: BTreeMap::new(),
+            seen: DedupSet::new(horizon, hasher.clone()),
             keys: HashMap::with_hasher(hasher),
             last_sweep: i64::MIN,
-            seen_bytes: 0,
             deadlines: BTreeMap::new(),
             next_ticket: 0,
             resolved: Vec::new(),
@@ -215,7 +210,7 @@ impl KeyedState {
 
     /// A rough size of the state in bytes (keys, values and map overhead).
     pub(crate) fn state_bytes(&self) -> usize {
-        let seen = self.seen_bytes + 64 * self.seen.len();
+        let seen = self.seen.bytes();
         let keys: usize = self
             .keys
             .iter()
@@ -233,18 +228,7 @@ impl KeyedState {
 
     /// Forgets what the watermark has passed by more than its time-to-live.
     pub(crate) fn expire(&mut self, watermark: i64) {
-        if let Some(dedup) = &self.plan.dedup {
-            let limit = watermark.saturating_sub(dedup.horizon_ms);
-            while let Some(entry) = self.seen_by_time.first_entry() {
-                if *entry.key() >= limit {
-                    break;
-                }
-                let (time, combos) = entry.remove_entry();
-                for combo in combos {
-                    self.forget(&combo, time);
-                }
-            }
-        }
+        self.seen.expire(watermark);
         // Held rows whose next reading did not come within max_gap leave unfilled. This
         // comes before the sweep: a key is only forgotten after its held rows are gone.
         while let Some(entry) = self.deadlines.first_entry() {
@@ -280,8 +264,6 @@ impl KeyedState {
     /// Forgets everything (the input has ended); held rows leave unfilled.
     pub(crate) fn clear(&mut self) {
         self.seen.clear();
-        self.seen_bytes = 0;
-        self.seen_by_time.clear();
         for entry in self.keys.values_mut() {
             let_go(&self.plan, entry, &mut self.deadlines, &mut self.resolved);
         }
@@ -347,25 +329,13 @@ impl KeyedState {
             let Some(time) = times[row] else { continue };
 
             if let (Some(dedup), Some(combos)) = (&plan.dedup, &dedup_rows) {
-                let combo = combos.row(row);
-                let bytes = combo.as_ref();
-                let known = self
-                    .seen
-                    .get(bytes)
-                    .copied()
-                    .filter(|&t| t.saturating_add(dedup.horizon_ms) >= watermark);
-                match known {
-                    Some(latest) => {
+                match self.seen.check(combos.row(row).as_ref(), time, watermark) {
+                    Verdict::New => {}
+                    Verdict::Duplicate => {
                         reasons.set(row, dedup.label);
-                        if time > latest {
-                            self.remember(bytes, time);
-                        }
                         continue;
                     }
-                    None if time.saturating_add(dedup.horizon_ms) < watermark => {
-                        outcome.dedup_unchecked += 1;
-                    }
-                    None => self.remember(bytes, time),
+                    Verdict::Unchecked => outcome.dedup_unchecked += 1,
                 }
             }
 
@@ -563,32 +533,6 @@ impl KeyedState {
         Ok(outcome)
     }
 
-    /// Forgets `combo` if `time` is still its latest time (a later sighting queued it again
-    /// under that later time). Returns whether it was forgotten.
-    fn forget(&mut self, combo: &[u8], time: i64) -> bool {
-        // One lookup in the common case; a refreshed combination is put back.
-        match self.seen.remove_entry(combo) {
-            Some((_, latest)) if latest == time => {
-                self.seen_bytes -= combo.len();
-                true
-            }
-            Some((key, latest)) => {
-                self.seen.insert(key, latest);
-                false
-            }
-            None => false,
-        }
-    }
-
-    fn remember(&mut self, combo: &[u8], time: i64) {
-        // One allocation, shared by the map and the expiry queue.
-        let combo: Rc<[u8]> = combo.into();
-        if self.seen.insert(combo.clone(), time).is_none() {
-            self.seen_bytes += combo.len();
-        }
-        self.seen_by_time.entry(time).or_default().push(combo);
-    }
-
     /// Forgets the oldest keys and combinations beyond `max_keys`; returns how many.
     fn enforce_max_keys(&mut self) -> usize {
         let max = self.plan.max_keys;
@@ -614,15 +558,7 @@ impl KeyedState {
                 evicted += 1;
             }
         }
-        while self.seen.len() > max {
-            let Some((time, combos)) = self.seen_by_time.pop_first() else {
-                break;
-            };
-            for combo in combos {
-                evicted += usize::from(self.forget(&combo, time));
-            }
-        }
-        evicted
+        evicted + self.seen.enforce_max(max)
     }
 }
 

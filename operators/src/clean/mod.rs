@@ -74,6 +74,7 @@ use edgeflow_engine::{
 use crate::{OperatorConfig, OperatorKind};
 
 mod config;
+mod dedup;
 mod held;
 pub mod interpolate;
 pub mod keyed;
