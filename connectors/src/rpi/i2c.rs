@@ -281,6 +281,7 @@ impl SourceConfig for I2cConfig {
 pub fn sensor_for<B>(model: SensorModel, address: u8, bus: B) -> Box<dyn Sensor>
 where
     B: I2c + Clone + Send + 'static,
+    B::Error: std::fmt::Display,
 {
     match model {
         SensorModel::Bme280 => Box::new(Bme280Sensor::new(bus, address, StdDelay)),
@@ -345,6 +346,7 @@ impl Poller {
     pub fn new<B>(settings: &I2cSettings, bus: B) -> Self
     where
         B: I2c + Clone + Send + 'static,
+        B::Error: std::fmt::Display,
     {
         let sensors = settings
             .sensors

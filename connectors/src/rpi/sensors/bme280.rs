@@ -53,7 +53,9 @@ impl<I2C: I2c, D: DelayNs> Bme280Sensor<I2C, D> {
 }
 
 /// The driver's error as a [`SensorError`].
-fn describe<E: embedded_hal::i2c::Error>(error: &bme280::Error<E>) -> SensorError {
+fn describe<E: embedded_hal::i2c::Error + std::fmt::Display>(
+    error: &bme280::Error<E>,
+) -> SensorError {
     match error {
         bme280::Error::Bus(bus) => SensorError::bus(bus),
         bme280::Error::CompensationFailed => {
@@ -77,6 +79,7 @@ fn describe<E: embedded_hal::i2c::Error>(error: &bme280::Error<E>) -> SensorErro
 impl<I2C, D> Sensor for Bme280Sensor<I2C, D>
 where
     I2C: I2c + Send,
+    I2C::Error: std::fmt::Display,
     D: DelayNs + Send,
 {
     fn read(&mut self) -> Result<Reading, SensorError> {

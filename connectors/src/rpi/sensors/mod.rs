@@ -83,7 +83,7 @@ impl SensorError {
     }
 
     /// A bus error, its reason taken from the embedded-hal category.
-    pub fn bus<E: embedded_hal::i2c::Error>(error: &E) -> Self {
+    pub fn bus<E: embedded_hal::i2c::Error + fmt::Display>(error: &E) -> Self {
         let reason = match error.kind() {
             ErrorKind::NoAcknowledge(_) => "no_ack",
             ErrorKind::Bus => "bus",
@@ -91,7 +91,7 @@ impl SensorError {
             ErrorKind::Overrun => "overrun",
             _ => "io",
         };
-        Self::new(reason, format!("I2C transfer failed: {error:?}"))
+        Self::new(reason, format!("I2C transfer failed: {error}"))
     }
 }
 

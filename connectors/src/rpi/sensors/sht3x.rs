@@ -59,6 +59,7 @@ impl<I2C: I2c + Clone, D: DelayNs + Default> Sht3xSensor<I2C, D> {
 impl<I2C, D> Sensor for Sht3xSensor<I2C, D>
 where
     I2C: I2c + Clone + Send,
+    I2C::Error: std::fmt::Display,
     D: DelayNs + Default + Send,
 {
     fn read(&mut self) -> Result<Reading, SensorError> {
