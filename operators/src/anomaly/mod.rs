@@ -63,6 +63,7 @@ mod keys;
 mod operator;
 pub mod options;
 mod rules;
+mod sorted;
 mod spike_dip;
 mod state;
 mod statistical;
