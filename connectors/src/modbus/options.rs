@@ -55,9 +55,9 @@ pub struct ModbusConfig {
     /// The devices to poll.
     #[serde(default)]
     pub devices: Vec<DeviceConfig>,
-    /// How far behind the newest poll time the watermark trails. Default: `timeout` × (one
-    /// more than the most requests one poll of a device takes), the longest a poll can
-    /// take, so a slow device's rows are not late.
+    /// How far behind the newest poll time the watermark trails. Default: the longest a poll
+    /// can take, `timeout` × (one more than its requests), over all devices, so a slow
+    /// device's rows are not late.
     #[serde(default, deserialize_with = "optional_duration")]
     pub max_out_of_orderness: Option<Duration>,
     /// After this long without rows, the watermark follows the wall clock. Default `"30s"`;
@@ -86,6 +86,13 @@ pub struct DeviceConfig {
     /// Unit (slave) id, 0 to 255. Default 1.
     #[serde(default = "default_unit")]
     pub unit: u8,
+    /// This device's poll interval, instead of the source's `interval`.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub interval: Option<Duration>,
+    /// This device's timeout, instead of the source's `timeout` (a slow serial line behind a
+    /// gateway).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub timeout: Option<Duration>,
     /// The shared map in `maps` to read.
     #[serde(default)]
     pub map: Option<String>,
@@ -175,6 +182,10 @@ pub struct DevicePlan {
     pub address: String,
     /// Unit id.
     pub unit: u8,
+    /// Poll interval.
+    pub interval: Duration,
+    /// Connect and request timeout.
+    pub timeout: Duration,
     /// Read requests of one poll.
     pub requests: Vec<Request>,
     /// Fields and where their values are.
@@ -188,10 +199,6 @@ pub struct ModbusPlan {
     pub schema: SchemaRef,
     /// The devices.
     pub devices: Vec<DevicePlan>,
-    /// Poll interval.
-    pub interval: Duration,
-    /// Connect and request timeout.
-    pub timeout: Duration,
     /// Reconnect backoff bounds.
     pub reconnect: (Duration, Duration),
 }
@@ -263,6 +270,14 @@ impl ModbusConfig {
             }
             if let Err(message) = check_address(&device.address) {
                 errors.push(OptionError::at(&at("address"), message));
+            }
+            for (key, value) in [("interval", device.interval), ("timeout", device.timeout)] {
+                if value.is_some_and(|v| v.is_zero()) {
+                    errors.push(OptionError::at(
+                        &at(key),
+                        format!("{key} must be longer than 0s"),
+                    ));
+                }
             }
             let mut entries: Vec<Entry<'_>> = Vec::new();
             let mut map_missing = false;
@@ -351,6 +366,8 @@ impl ModbusConfig {
                 id: device.id.clone(),
                 address: with_port(&device.address),
                 unit: device.unit,
+                interval: device.interval.unwrap_or(self.interval),
+                timeout: device.timeout.unwrap_or(self.timeout),
                 requests,
                 fields: fields
                     .into_iter()
@@ -388,8 +405,6 @@ impl ModbusConfig {
         Ok(ModbusPlan {
             schema: schema_with_event_time(fields, Some(TIMESTAMP)),
             devices,
-            interval: self.interval,
-            timeout: self.timeout,
             reconnect: (self.reconnect_min, self.reconnect_max),
         })
     }
@@ -399,13 +414,14 @@ impl ModbusConfig {
         if let Some(given) = self.max_out_of_orderness {
             return given;
         }
-        let most_requests = self
-            .plan()
+        let longest_poll = |device: &DevicePlan| {
+            let steps = u32::try_from(device.requests.len() + 1).unwrap_or(u32::MAX);
+            device.timeout.saturating_mul(steps)
+        };
+        self.plan()
             .ok()
-            .and_then(|plan| plan.devices.iter().map(|d| d.requests.len()).max())
-            .unwrap_or(1);
-        self.timeout
-            .saturating_mul(u32::try_from(most_requests + 1).unwrap_or(u32::MAX))
+            .and_then(|plan| plan.devices.iter().map(longest_poll).max())
+            .unwrap_or(self.timeout)
     }
 
     fn check_settings(&self, errors: &mut Vec<OptionError>) {

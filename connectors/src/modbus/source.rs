@@ -142,14 +142,14 @@ impl ModbusSource {
         // Dropping the set at the end aborts every device task.
         let mut tasks = JoinSet::new();
         for (index, device) in plan.devices.iter().enumerate() {
-            info!(source = %ctx.name(), device = %device.id, address = %device.address, unit = device.unit, requests = device.requests.len(), "Polling Modbus device");
+            info!(source = %ctx.name(), device = %device.id, address = %device.address, unit = device.unit, interval = ?device.interval, requests = device.requests.len(), "Polling Modbus device");
             tasks.spawn(poll_device(
                 DeviceTask {
                     index,
                     device: device.clone(),
                     source: ctx.name().to_string(),
-                    interval: plan.interval,
-                    timeout: plan.timeout,
+                    interval: device.interval,
+                    timeout: device.timeout,
                     reconnect: plan.reconnect,
                     metrics: ctx.metrics().clone(),
                 },

@@ -60,6 +60,8 @@ map = "press"
 [[devices]]
 id = "meter-7"
 address = "192.168.1.31"
+interval = "5s"
+timeout = "2s"
 [[devices.registers]]
 field = "energy_kwh"
 kind = "input"
@@ -118,8 +120,13 @@ fn the_example_plans_one_schema_for_every_device() {
             },
         ]
     );
-    // Default out-of-orderness: the longest poll, timeout × (3 requests + the connection).
-    assert_eq!(config.out_of_orderness(), Duration::from_millis(2_000));
+    assert_eq!(plan.devices[0].interval, Duration::from_secs(1));
+    assert_eq!(plan.devices[0].timeout, Duration::from_millis(500));
+    assert_eq!(plan.devices[2].interval, Duration::from_secs(5));
+    assert_eq!(plan.devices[2].timeout, Duration::from_secs(2));
+    // Default out-of-orderness: the longest poll, timeout × (requests + the connection): the
+    // meter's 2 s × (2 + 1) beats a press's 500 ms × (3 + 1).
+    assert_eq!(config.out_of_orderness(), Duration::from_secs(6));
     assert_eq!(
         config.watermark().idle_timeout,
         Some(Duration::from_secs(30))
@@ -287,6 +294,10 @@ fn devices_maps_and_fields_are_checked() {
     ));
     assert_eq!(path, "devices.0.registers.0.field");
 
+    let (path, _) = first_error(&format!(
+        "[[devices]]\nid = \"a\"\naddress = \"h\"\ntimeout = \"0s\"\n{reg}"
+    ));
+    assert_eq!(path, "devices.0.timeout");
     for (option, value) in [
         ("interval", "\"0s\""),
         ("timeout", "\"0ms\""),
