@@ -211,8 +211,9 @@ impl Reasons {
         if mask.true_count() == 0 {
             return;
         }
-        for row in 0..mask.len() {
-            if mask.is_valid(row) && mask.value(row) {
+        // Visit the set bits only: rejections are rare.
+        for row in mask.values().set_indices() {
+            if mask.is_valid(row) {
                 self.set(row, label);
             }
         }

@@ -122,7 +122,11 @@ pub(crate) fn check_range(
                 &lt(&values, &Float64Array::new_scalar(min))?,
                 &gt(&values, &Float64Array::new_scalar(max))?,
             )?;
-            and_not(&out, &nan_mask(&values))?
+            if values.values().iter().any(|v| v.is_nan()) {
+                and_not(&out, &nan_mask(&values))?
+            } else {
+                out
+            }
         }
         Range::Int { min, max } => {
             let values = cast(column, &DataType::Int64)?;
