@@ -245,6 +245,21 @@ fn sht3x_measures_with_crc_checked() {
     bus.done();
 }
 
+#[test]
+fn sht3x_that_did_not_answer_is_reset_again_before_the_next_read() {
+    let nack = ErrorKind::NoAcknowledge(NoAcknowledgeSource::Address);
+    let mut expectations = vec![Transaction::write(0x44, vec![0x30, 0xA2]).with_error(nack)];
+    expectations.push(Transaction::write(0x44, vec![0x30, 0xA2]));
+    expectations.extend(sht3x_measure(0x44, sht3x_answer(0x6666, 0x8000, true)));
+    let mut bus = Mock::new(&expectations);
+    let mut sensor = sensor_for(SensorModel::Sht3x, 0x44, bus.clone());
+    let error = sensor.read().unwrap_err();
+    assert_eq!(error.reason, "no_ack");
+    assert!(error.message.contains("I2C transfer failed"), "{error}");
+    assert!(sensor.read().is_ok(), "reset, then measured");
+    bus.done();
+}
+
 // ---------------------------------------------------------------------------------------
 // Poller: retries, backoff, counters
 
