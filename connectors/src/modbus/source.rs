@@ -18,10 +18,13 @@
 //! * `<id>.connect_failed`: the TCP connection could not be made (refused, unreachable,
 //!   unknown host);
 //! * `<id>.connection_lost`: the connection broke during a poll;
-//! * `<id>.decode`: the answer did not match the request (wrong length, transaction or unit).
+//! * `<id>.decode`: the answer did not match the request (wrong length, transaction or unit);
+//! * `<id>.restarts`: the device's task stopped on a bug (a panic) and was started again
+//!   after one interval.
 //!
 //! A failed poll emits no row for that device and never stops the pipeline.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +40,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::{ExceptionCode, Slave};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::coalesce::{Request, Table};
 use super::decode::Reading;
@@ -141,22 +144,25 @@ impl ModbusSource {
         let (rows, mut receiver) = mpsc::channel::<PolledRow>(plan.devices.len().max(16) * 2);
         // Dropping the set at the end aborts every device task.
         let mut tasks = JoinSet::new();
+        let mut task_devices = HashMap::new();
+        let spawn = |tasks: &mut JoinSet<()>, index: usize, delay: Duration| {
+            let device: &DevicePlan = &plan.devices[index];
+            let task = DeviceTask {
+                index,
+                device: device.clone(),
+                source: ctx.name().to_string(),
+                interval: device.interval,
+                timeout: device.timeout,
+                reconnect: plan.reconnect,
+                metrics: ctx.metrics().clone(),
+                delay,
+            };
+            tasks.spawn(poll_device(task, rows.clone())).id()
+        };
         for (index, device) in plan.devices.iter().enumerate() {
             info!(source = %ctx.name(), device = %device.id, address = %device.address, unit = device.unit, interval = ?device.interval, requests = device.requests.len(), "Polling Modbus device");
-            tasks.spawn(poll_device(
-                DeviceTask {
-                    index,
-                    device: device.clone(),
-                    source: ctx.name().to_string(),
-                    interval: device.interval,
-                    timeout: device.timeout,
-                    reconnect: plan.reconnect,
-                    metrics: ctx.metrics().clone(),
-                },
-                rows.clone(),
-            ));
+            task_devices.insert(spawn(&mut tasks, index, Duration::ZERO), index);
         }
-        drop(rows);
         let ids: Vec<&str> = plan.devices.iter().map(|d| d.id.as_str()).collect();
         let mut shutdown = ctx.shutdown();
         let mut pending = Vec::new();
@@ -164,6 +170,23 @@ impl ModbusSource {
             tokio::select! {
                 biased;
                 () = shutdown.requested() => break,
+                Some(ended) = tasks.join_next_with_id() => {
+                    // A device task only ends by panicking (a bug here or in tokio-modbus, such
+                    // as its debug assertion on a short answer). Keep the device polled: start
+                    // it again after one interval, so a device that triggers the bug on every
+                    // poll cannot cause a restart storm.
+                    let (id, reason) = match ended {
+                        Ok((id, ())) => (id, "ended".to_string()),
+                        Err(error) => (error.id(), error.to_string()),
+                    };
+                    if let Some(index) = task_devices.remove(&id) {
+                        let device = &plan.devices[index];
+                        error!(source = %ctx.name(), device = %device.id, address = %device.address, "The polling task of a Modbus device stopped ({reason}); this is a bug, please report it. Restarting it");
+                        ctx.metrics().add_value(&format!("{}.restarts", device.id), 1);
+                        task_devices.insert(spawn(&mut tasks, index, device.interval), index);
+                    }
+                    continue;
+                }
                 received = receiver.recv_many(&mut pending, MAX_BATCH_ROWS) => {
                     if received == 0 {
                         break;
@@ -198,6 +221,8 @@ struct DeviceTask {
     timeout: Duration,
     reconnect: (Duration, Duration),
     metrics: Arc<NodeMetrics>,
+    /// Wait before the first poll (a restarted task).
+    delay: Duration,
 }
 
 /// Polls one device forever (until aborted or the row channel closes).
@@ -206,7 +231,7 @@ async fn poll_device(task: DeviceTask, rows: mpsc::Sender<PolledRow>) {
     let count = |what: &str| {
         task.metrics.add_value(&format!("{}.{what}", device.id), 1);
     };
-    let mut ticker = tokio::time::interval(task.interval);
+    let mut ticker = tokio::time::interval_at(Instant::now() + task.delay, task.interval);
     // A poll longer than the interval skips the ticks it overran instead of bursting.
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut backoff = Backoff::new(task.reconnect.0, task.reconnect.1);
