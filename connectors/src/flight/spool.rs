@@ -26,6 +26,8 @@
 //!   `*.corrupt` when found, at open (a quick check of its schema header and end marker) or
 //!   when read for sending (a full decode), logged, and counted; it never stops the sink.
 //! * Leftover temporary files (a crash between write and rename) are deleted at open.
+//! * Deleting an acknowledged segment is not `fsync`ed: after a power cut it may come back
+//!   and be sent again, which the collector answers with `duplicate = true` (same id).
 //!
 //! The spool is synchronous (plain file IO); the sink calls it from blocking threads.
 
