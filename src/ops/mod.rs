@@ -194,6 +194,7 @@ impl OpsServer {
     }
 
     /// The address it listens on (the port chosen when `listen` asked for port 0).
+    #[cfg(test)]
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -206,6 +207,7 @@ impl OpsServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+        tracing::debug!(address = %self.address, "Operations server stopped");
     }
 }
 
