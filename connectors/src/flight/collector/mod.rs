@@ -29,6 +29,9 @@ pub mod stats;
 pub mod store;
 pub mod tls;
 
+#[cfg(test)]
+mod tests;
+
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
