@@ -74,6 +74,7 @@ impl Collector {
             .arg(certs.join("ca.pem"))
             .arg("--out")
             .arg(out)
+            .args(["--summary-secs", "1"])
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -313,6 +314,7 @@ fn segments_land_once_in_partitioned_parquet_and_read_back() {
         "Segment stored gateway=gw-01 stream=plant.up segment=1 rows=100 duplicate=true"
     );
     assert_contains!(log, "Collector stopped segments=3 rows=180 duplicates=1");
+    assert_contains!(log, "Collector summary segments=");
 }
 
 #[test]
