@@ -259,7 +259,12 @@ async fn ready(State(state): State<Arc<OpsState>>) -> Response {
 
 async fn metrics_text(State(state): State<Arc<OpsState>>) -> Response {
     let snapshots = state.observe();
-    let text = prometheus::render(&state.description.name, snapshots, process::read());
+    let text = prometheus::render(
+        &state.description.name,
+        snapshots,
+        state.metrics.workers(),
+        process::read(),
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -16,6 +16,7 @@
 //! | `edgeflow_pipeline_info` | gauge (1) | `pipeline`, `version` |
 //! | `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`, `process_threads`, `process_start_time_seconds` | | |
 
+use edgeflow_engine::metrics::WorkerSnapshot;
 use edgeflow_engine::{NodeRole, NodeSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -61,16 +62,27 @@ const GAUGE_VALUES: [(&str, &str, &str); 5] = [
 struct Scrape {
     pipeline: String,
     nodes: Vec<NodeSnapshot>,
+    /// Each dataflow worker's index (as a label value) and heartbeat.
+    workers: Vec<(String, WorkerSnapshot)>,
     process: ProcessStats,
     now_ms: u64,
 }
 
-/// Renders the text exposition for `nodes` and `process`.
-pub fn render(pipeline: &str, nodes: Vec<NodeSnapshot>, process: ProcessStats) -> String {
+/// Renders the text exposition for `nodes`, the dataflow `workers` and `process`.
+pub fn render(
+    pipeline: &str,
+    nodes: Vec<NodeSnapshot>,
+    workers: Vec<WorkerSnapshot>,
+    process: ProcessStats,
+) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape {
         pipeline: pipeline.to_string(),
         nodes,
+        workers: workers
+            .into_iter()
+            .map(|w| (w.index.to_string(), w))
+            .collect(),
         process,
         now_ms: now_ms(),
     }));
@@ -84,6 +96,10 @@ type Labels<'a> = Vec<(&'static str, &'a str)>;
 
 fn node(n: &NodeSnapshot) -> Labels<'_> {
     vec![("node", n.name.as_str())]
+}
+
+fn worker(index: &str) -> Labels<'_> {
+    vec![("worker", index)]
 }
 
 fn with_role(n: &NodeSnapshot) -> Labels<'_> {
@@ -275,6 +291,27 @@ impl Collector for Scrape {
                 .collect(),
         )?;
 
+        family(
+            e,
+            "edgeflow_worker_steps",
+            "Steps completed by each dataflow worker (an idle worker takes one a second)",
+            MetricType::Counter,
+            self.workers
+                .iter()
+                .map(|(index, w)| (worker(index), counter(w.steps)))
+                .collect(),
+        )?;
+        family(
+            e,
+            "edgeflow_worker_seconds_since_step",
+            "Seconds since each dataflow worker last completed a step (/health fails at 30)",
+            MetricType::Gauge,
+            self.workers
+                .iter()
+                .map(|(index, w)| (worker(index), gauge(w.since_last_step.as_secs_f64())))
+                .collect(),
+        )?;
+
         let p = &self.process;
         let single = |value: Option<f64>| -> Vec<(Labels<'static>, ConstGauge<f64>)> {
             value.map(|v| (Vec::new(), gauge(v))).into_iter().collect()
@@ -349,9 +386,16 @@ mod tests {
             dropped: BTreeMap::from([("wrong_type".to_string(), 2)]),
             values: BTreeMap::from([("listening".to_string(), 1), ("requests".to_string(), 7)]),
         };
+        let worker = WorkerSnapshot {
+            index: 1,
+            state: edgeflow_engine::metrics::WorkerState::Running,
+            steps: 42,
+            since_last_step: std::time::Duration::from_millis(250),
+        };
         let text = render(
             "p",
             vec![node],
+            vec![worker],
             ProcessStats {
                 resident_bytes: Some(4096),
                 cpu_seconds: Some(1.5),
@@ -365,6 +409,8 @@ mod tests {
             "edgeflow_node_events_total{node=\"readings\",event=\"requests\"} 7",
             "process_resident_memory_bytes 4096",
             "process_cpu_seconds_total 1.5",
+            "edgeflow_worker_steps_total{worker=\"1\"} 42",
+            "edgeflow_worker_seconds_since_step{worker=\"1\"} 0.25",
             "# TYPE edgeflow_watermark_lag_seconds gauge",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
