@@ -360,7 +360,9 @@ fn bad_clients_are_refused_with_clear_errors_and_collect_keeps_running() {
         "5",
         "1764115200000",
     ];
-    let cases: [(&str, Option<(PathBuf, PathBuf)>, &str, &str); 3] = [
+    // (case, client certificate and key, the collector's reason, the client's TLS alert)
+    type Case<'a> = (&'a str, Option<(PathBuf, PathBuf)>, &'a str, &'a str);
+    let cases: [Case<'_>; 3] = [
         (
             "no client certificate",
             None,
