@@ -21,14 +21,34 @@ fn version_and_help() {
     }
 }
 
+/// Certificates made by `edgeflow certs` for the examples that ship rows upstream (no
+/// private key is kept in the repository).
+fn example_certs() -> tempfile::TempDir {
+    let certs = tempfile::tempdir().unwrap();
+    let (output, stdout, stderr) = run(edgeflow()
+        .args(["certs", "--gateway", "gw-01", "--out"])
+        .arg(certs.path()));
+    assert!(output.status.success(), "edgeflow certs:\n{stdout}{stderr}");
+    certs
+}
+
+/// `edgeflow` with what the examples need from the environment: `EDGEFLOW_CERTS`.
+fn edgeflow_for_examples(certs: &tempfile::TempDir) -> std::process::Command {
+    let mut command = edgeflow();
+    command.env("EDGEFLOW_CERTS", certs.path());
+    command
+}
+
 #[test]
 fn every_example_validates() {
+    let certs = example_certs();
     let mut checked = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let path = entry.unwrap().path();
         let is_test_file = path.to_string_lossy().ends_with(".test.toml");
         if path.extension().is_some_and(|e| e == "toml") && !is_test_file {
-            let (output, stdout, stderr) = run(edgeflow().arg("validate").arg(&path));
+            let (output, stdout, stderr) =
+                run(edgeflow_for_examples(&certs).arg("validate").arg(&path));
             assert!(
                 output.status.success(),
                 "{}:\n{stdout}{stderr}",
@@ -257,6 +277,7 @@ fn explain_draws_dot_and_mermaid() {
 
 #[test]
 fn every_example_with_tests_passes_them() {
+    let certs = example_certs();
     let mut checked = 0;
     for entry in std::fs::read_dir(repo().join("examples")).unwrap() {
         let query = entry.unwrap().path();
@@ -265,8 +286,9 @@ fn every_example_with_tests_passes_them() {
             continue;
         }
         for workers in ["1", "2"] {
-            let (output, stdout, stderr) =
-                run(edgeflow().args(["test", "--workers", workers]).arg(&query));
+            let (output, stdout, stderr) = run(edgeflow_for_examples(&certs)
+                .args(["test", "--workers", workers])
+                .arg(&query));
             if stdout.contains("no tests") || stderr.contains("no tests") {
                 break;
             }
