@@ -56,7 +56,10 @@ impl SegmentRef {
                 let id = id
                     .parse::<u64>()
                     .map_err(|_| ProtocolError::BadSegmentId(id.clone()))?;
-                Ok(Self { stream: stream.clone(), id })
+                Ok(Self {
+                    stream: stream.clone(),
+                    id,
+                })
             }
             other => Err(ProtocolError::BadPath(other.join("/"))),
         }
@@ -76,8 +79,14 @@ pub fn check_stream_name(stream: &str) -> Result<(), ProtocolError> {
     let valid = !stream.is_empty()
         && stream != "."
         && stream != ".."
-        && stream.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if valid { Ok(()) } else { Err(ProtocolError::BadStream(stream.to_owned())) }
+        && stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ProtocolError::BadStream(stream.to_owned()))
+    }
 }
 
 /// The collector's answer to one segment, carried in `PutResult.app_metadata` as JSON.
@@ -135,7 +144,10 @@ mod tests {
 
     #[test]
     fn descriptor_round_trips() {
-        let segment = SegmentRef { stream: "plant1.upstream".into(), id: 42 };
+        let segment = SegmentRef {
+            stream: "plant1.upstream".into(),
+            id: 42,
+        };
         let descriptor = segment.descriptor();
         assert_eq!(descriptor.path[2], "00000000000000000042");
         assert_eq!(SegmentRef::from_descriptor(&descriptor).unwrap(), segment);
@@ -144,11 +156,20 @@ mod tests {
     #[test]
     fn rejects_foreign_descriptors() {
         let command = FlightDescriptor::new_cmd(b"SELECT 1".to_vec());
-        assert_eq!(SegmentRef::from_descriptor(&command), Err(ProtocolError::NotAPath));
+        assert_eq!(
+            SegmentRef::from_descriptor(&command),
+            Err(ProtocolError::NotAPath)
+        );
         let short = FlightDescriptor::new_path(vec!["edgeflow".into(), "s".into()]);
-        assert!(matches!(SegmentRef::from_descriptor(&short), Err(ProtocolError::BadPath(_))));
+        assert!(matches!(
+            SegmentRef::from_descriptor(&short),
+            Err(ProtocolError::BadPath(_))
+        ));
         let escape = FlightDescriptor::new_path(vec!["edgeflow".into(), "../x".into(), "1".into()]);
-        assert!(matches!(SegmentRef::from_descriptor(&escape), Err(ProtocolError::BadStream(_))));
+        assert!(matches!(
+            SegmentRef::from_descriptor(&escape),
+            Err(ProtocolError::BadStream(_))
+        ));
         let bad_id = FlightDescriptor::new_path(vec!["edgeflow".into(), "s".into(), "x1".into()]);
         assert!(matches!(
             SegmentRef::from_descriptor(&bad_id),
@@ -158,7 +179,12 @@ mod tests {
 
     #[test]
     fn ack_round_trips() {
-        let ack = SegmentAck { stream: "s".into(), segment_id: 7, rows: 100, duplicate: true };
+        let ack = SegmentAck {
+            stream: "s".into(),
+            segment_id: 7,
+            rows: 100,
+            duplicate: true,
+        };
         assert_eq!(SegmentAck::from_bytes(&ack.to_bytes()).unwrap(), ack);
         assert!(SegmentAck::from_bytes(b"ok").is_err());
     }
