@@ -1,4 +1,5 @@
-//! The `edgeflow` command: run, validate and explain query files.
+//! The `edgeflow` command: run, validate, test and explain query files; receive upstream
+//! batches (`collect`); make development certificates (`certs`).
 //!
 //! This binary is thin on purpose: it parses arguments, sets up logging, and hands the query
 //! file to `edgeflow-queries` (validation, planning) and `edgeflow-engine` (running). Errors
