@@ -5,7 +5,9 @@
 //! sink last took rows; it is updated once a second by the server and on every `/ready`.
 //!
 //! Rules, each a reason in the 503 answer:
-//! * the pipeline is starting (not every node has registered yet) or stopping;
+//! * the pipeline is starting (not every node has registered yet, or a source that reports
+//!   its link — `mqtt`'s `connected`, `http`'s `listening` — has not reported it yet) or
+//!   stopping;
 //! * a node reports `connected = 0` (MQTT) or `listening = 0` (HTTP source), or a sink
 //!   reports `writable = 0` (the Parquet sink, after a failed probe or write of its folder),
 //!   quoted with the node's `writable` message: `sink 'archive' is not writable: <why>`;
@@ -18,6 +20,10 @@ use std::time::{Duration, Instant};
 use edgeflow_engine::{NodeRole, NodeSnapshot};
 
 use super::pipeline::PipelineDescription;
+
+/// Source kinds that report the state of their link, and the value they report it in.
+/// Until the value is there the source is starting: ready would be a guess.
+const LINK_VALUES: [(&str, &str); 2] = [("mqtt", "connected"), ("http", "listening")];
 
 #[derive(Clone, Copy, Debug)]
 struct Seen {
@@ -76,6 +82,20 @@ impl Progress {
                 "the pipeline is starting: {} not running yet",
                 missing.join(", ")
             ));
+        }
+        for node in &description.nodes {
+            let Some(snapshot) = snapshots.iter().find(|s| s.name == node.name) else {
+                continue;
+            };
+            for (kind, key) in LINK_VALUES {
+                if node.role == "source" && node.kind == kind && !snapshot.values.contains_key(key)
+                {
+                    reasons.push(format!(
+                        "the pipeline is starting: source '{}' has not reported '{key}' yet",
+                        node.name
+                    ));
+                }
+            }
         }
         for snapshot in snapshots {
             let name = &snapshot.name;
@@ -171,7 +191,9 @@ mod tests {
 
     #[test]
     fn an_unwritable_sink_is_named_with_its_reason() {
-        let d = description(&["archive"]);
+        let mut d = description(&["archive"]);
+        d.nodes[0].role = "sink";
+        d.nodes[0].kind = "parquet".into();
         let unwritable = [snapshot("archive", NodeRole::Sink, 0, &[("writable", 0)])];
         let mut progress = Progress::default();
         let now = Instant::now();
@@ -202,9 +224,14 @@ mod tests {
         let stall = Some(Duration::from_secs(60));
         let start = Instant::now();
         let mut progress = Progress::default();
-        let d = description(&["a", "b"]);
+        let mut d = description(&["a", "b"]);
+        d.nodes[1].kind = "http".into();
         let none = BTreeMap::new();
 
+        let silent = [snapshot("a", NodeRole::Source, 10, &[])];
+        assert!(progress.reasons(&d, &silent, &none, stall, start).contains(
+            &"the pipeline is starting: source 'a' has not reported 'connected' yet".to_string()
+        ));
         let only_a = [snapshot("a", NodeRole::Source, 10, &[("connected", 1)])];
         progress.observe(&only_a, start);
         let reasons = progress.reasons(&d, &only_a, &none, stall, start);
