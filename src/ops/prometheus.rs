@@ -12,6 +12,7 @@
 //! | `edgeflow_state_rows`, `edgeflow_state_bytes` (stateful operators) | gauge | `node` |
 //! | `edgeflow_sink_files_written_total`, `edgeflow_sink_bytes_written_total` | counter | `node` |
 //! | `edgeflow_connected` (MQTT), `edgeflow_listening` (HTTP), `edgeflow_outbox_messages` | gauge | `node` |
+//! | `edgeflow_spool_bytes`, `edgeflow_spool_segments`, `edgeflow_spool_oldest_unsent_age_seconds` (flight sink) | gauge | `node` |
 //! | `edgeflow_node_events_total` (connector and operator counters: `reconnects`, `requests`, …) | counter | `node`, `event` |
 //! | `edgeflow_pipeline_info` | gauge (1) | `pipeline`, `version` |
 //! | `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_cpu_seconds_total`, `process_open_fds`, `process_threads`, `process_start_time_seconds` | | |
@@ -29,7 +30,7 @@ use super::pipeline::{now_ms, role_word, watermark_lag_seconds};
 use super::process::ProcessStats;
 
 /// Connector values that are levels, not counts; every other value is a counter.
-const GAUGE_VALUES: [(&str, &str, &str); 5] = [
+const GAUGE_VALUES: [(&str, &str, &str); 8] = [
     (
         "connected",
         "edgeflow_connected",
@@ -49,6 +50,21 @@ const GAUGE_VALUES: [(&str, &str, &str); 5] = [
         "outbox",
         "edgeflow_outbox_messages",
         "Messages waiting for the broker's acknowledgement",
+    ),
+    (
+        "spool_bytes",
+        "edgeflow_spool_bytes",
+        "Bytes of segments in a flight sink's spool, waiting for the collector's ack",
+    ),
+    (
+        "spool_segments",
+        "edgeflow_spool_segments",
+        "Segments in a flight sink's spool, waiting for the collector's ack",
+    ),
+    (
+        "oldest_unsent_age_seconds",
+        "edgeflow_spool_oldest_unsent_age_seconds",
+        "Age of the oldest segment in a flight sink's spool (0 when empty)",
     ),
     (
         edgeflow_engine::ingress::QUEUE_DEPTH,
@@ -384,7 +400,11 @@ mod tests {
             files_written: 0,
             bytes_written: 0,
             dropped: BTreeMap::from([("wrong_type".to_string(), 2)]),
-            values: BTreeMap::from([("listening".to_string(), 1), ("requests".to_string(), 7)]),
+            values: BTreeMap::from([
+                ("listening".to_string(), 1),
+                ("requests".to_string(), 7),
+                ("spool_bytes".to_string(), 2048),
+            ]),
         };
         let worker = WorkerSnapshot {
             index: 1,
@@ -412,12 +432,18 @@ mod tests {
             "edgeflow_worker_steps_total{worker=\"1\"} 42",
             "edgeflow_worker_seconds_since_step{worker=\"1\"} 0.25",
             "# TYPE edgeflow_watermark_lag_seconds gauge",
+            "# TYPE edgeflow_spool_bytes gauge",
+            "edgeflow_spool_bytes{node=\"readings\"} 2048",
         ] {
             assert!(text.contains(line), "no {line:?} in:\n{text}");
         }
         assert!(
             !text.contains("edgeflow_state_rows"),
             "no operators, no state"
+        );
+        assert!(
+            !text.contains("event=\"spool_bytes\""),
+            "a level is not also a counter"
         );
     }
 }
