@@ -6,7 +6,7 @@
 //!
 //! * `dedup` remembers each combination of its columns with the largest event time seen for
 //!   it, and forgets it once the watermark passes that time by `horizon` (see
-//!   [`super::dedup`] for the allocation-free table and its sweeps). A row older than
+//!   `dedup.rs` for the allocation-free table and its sweeps). A row older than
 //!   `watermark - horizon` can no longer be checked: it passes and is counted as
 //!   `dedup_unchecked`.
 //! * `max_rate_of_change` and `fill` keep, per key, the latest reading of each field (the
