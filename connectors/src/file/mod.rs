@@ -28,9 +28,11 @@
 //!
 //! # Bad records
 //!
-//! CSV and JSON go through arrow-csv / arrow-json a chunk at a time; a chunk that fails is
-//! split in halves until the bad records are isolated (see the `decode` module), so the rows
-//! around them are kept, in order. Each bad record is skipped and counted in the source's
+//! CSV and JSON go through arrow-csv / arrow-json a chunk at a time (of 8192 records; on a
+//! machine with more than one core, a helper thread decodes every other chunk while the
+//! reading thread cuts the next ones and decodes the rest, and rows leave in file order); a
+//! chunk that fails is split in halves until the bad records are isolated (see the `decode`
+//! module), so the rows around them are kept, in order. Each bad record is skipped and counted in the source's
 //! dropped counters by reason:
 //!
 //! * `malformed_csv`: wrong number of fields, or not UTF-8;
@@ -73,7 +75,7 @@ use edgeflow_engine::{
 use serde::Deserialize;
 use tracing::{debug, warn};
 
-use self::chunker::Chunker;
+use self::chunker::{Chunk, Chunker};
 use self::csv::CsvDecoder;
 use self::decode::{RecordDecoder, RejectLog, decode_chunk};
 use self::jsonl::JsonDecoder;
@@ -397,14 +399,23 @@ impl FileSource {
         {
             reader.consume(3);
         }
-        let (mut chunker, mut decoder): (Chunker<_>, Box<dyn RecordDecoder>) = match plan.format {
-            Format::Csv => {
-                let mut csv = CsvDecoder::new(
+        let new_decoder = || -> Box<dyn RecordDecoder + Send> {
+            match plan.format {
+                Format::Csv => Box::new(CsvDecoder::new(
                     plan.schema.clone(),
                     plan.types.clone(),
                     plan.delimiter,
                     BATCH_ROWS,
-                );
+                )),
+                _ => Box::new(JsonDecoder::new(
+                    plan.schema.clone(),
+                    plan.types.clone(),
+                    BATCH_ROWS,
+                )),
+            }
+        };
+        let mut chunker = match plan.format {
+            Format::Csv => {
                 let mut chunker = Chunker::csv(reader, b'"', plan.delimiter);
                 if plan.header {
                     let mut header = Vec::new();
@@ -413,34 +424,96 @@ impl FileSource {
                         .map_err(read_error)?
                         .is_some()
                     {
+                        let mut csv = CsvDecoder::new(
+                            plan.schema.clone(),
+                            plan.types.clone(),
+                            plan.delimiter,
+                            BATCH_ROWS,
+                        );
                         check_header(&mut csv, &header, file, &plan.schema, ctx.name());
                     }
                 }
-                (chunker, Box::new(csv))
+                chunker
             }
-            _ => (
-                Chunker::lines(reader),
-                Box::new(JsonDecoder::new(
-                    plan.schema.clone(),
-                    plan.types.clone(),
-                    BATCH_ROWS,
-                )),
-            ),
+            _ => Chunker::lines(reader),
         };
+        let mut decoder = new_decoder();
         let mut last_line = 0;
-        while let Some(chunk) = chunker.next_chunk(BATCH_ROWS).map_err(read_error)? {
-            last_line = chunk.lines.last().copied().unwrap_or(last_line);
-            if let Some(rows) = decode_chunk(decoder.as_mut(), &plan.schema, &chunk, file, rejects)
-                && !pacer.send(rows, ctx)
-            {
-                return Ok((false, last_line));
+        if !decode_in_parallel() {
+            while let Some(chunk) = chunker.next_chunk(BATCH_ROWS).map_err(read_error)? {
+                last_line = chunk.lines.last().copied().unwrap_or(last_line);
+                if let Some(rows) =
+                    decode_chunk(decoder.as_mut(), &plan.schema, &chunk, file, rejects)
+                    && !pacer.send(rows, ctx)
+                {
+                    return Ok((false, last_line));
+                }
+                if ctx.is_shutdown_requested() {
+                    return Ok((false, last_line));
+                }
             }
-            if ctx.is_shutdown_requested() {
-                return Ok((false, last_line));
-            }
+            return Ok((true, last_line));
         }
-        Ok((true, last_line))
+        // Two decoders: a helper thread decodes every other chunk while this thread cuts the
+        // next chunks and decodes the others; rows still leave in file order.
+        let metrics = ctx.metrics().clone();
+        std::thread::scope(|scope| {
+            let (to_helper, helper_chunks) = std::sync::mpsc::sync_channel::<Chunk>(1);
+            let (helper_rows, from_helper) = std::sync::mpsc::sync_channel::<Option<_>>(1);
+            let mut helper_decoder = new_decoder();
+            let schema = plan.schema.clone();
+            let helper_metrics = &metrics;
+            scope.spawn(move || {
+                let mut helper_rejects = RejectLog::new(ctx.name(), helper_metrics);
+                for chunk in helper_chunks {
+                    let rows = decode_chunk(
+                        helper_decoder.as_mut(),
+                        &schema,
+                        &chunk,
+                        file,
+                        &mut helper_rejects,
+                    );
+                    if helper_rows.send(rows).is_err() {
+                        break;
+                    }
+                }
+                helper_rejects.finish(file, 0);
+            });
+            loop {
+                let Some(first) = chunker.next_chunk(BATCH_ROWS).map_err(read_error)? else {
+                    return Ok((true, last_line));
+                };
+                last_line = first.lines.last().copied().unwrap_or(last_line);
+                let Some(second) = chunker.next_chunk(BATCH_ROWS).map_err(read_error)? else {
+                    let rows = decode_chunk(decoder.as_mut(), &plan.schema, &first, file, rejects);
+                    let go_on = rows.is_none_or(|rows| pacer.send(rows, ctx));
+                    return Ok((go_on && !ctx.is_shutdown_requested(), last_line));
+                };
+                last_line = second.lines.last().copied().unwrap_or(last_line);
+                to_helper.send(first).map_err(|_| {
+                    ConnectorError::Internal("the CSV decoding thread stopped".into())
+                })?;
+                let second_rows =
+                    decode_chunk(decoder.as_mut(), &plan.schema, &second, file, rejects);
+                let first_rows = from_helper.recv().map_err(|_| {
+                    ConnectorError::Internal("the CSV decoding thread stopped".into())
+                })?;
+                for rows in [first_rows, second_rows].into_iter().flatten() {
+                    if !pacer.send(rows, ctx) {
+                        return Ok((false, last_line));
+                    }
+                }
+                if ctx.is_shutdown_requested() {
+                    return Ok((false, last_line));
+                }
+            }
+        })
     }
+}
+
+/// Whether text files are decoded by two threads: only when the machine has a core to spare.
+fn decode_in_parallel() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
 }
 
 /// Warns when a CSV header does not name the schema's fields (columns go by position).

@@ -188,11 +188,18 @@ async fn csv_bad_lines_are_skipped_counted_and_the_rest_kept() {
 
 #[tokio::test]
 async fn large_csv_files_keep_order_across_chunks_and_bad_lines() {
+    // 4 chunks (two pairs for the two decoders) and 3 (a last chunk on its own).
+    for (lines, bad) in [(30_000u64, 3), (20_000, 2)] {
+        large_csv_file_keeps_order(lines, bad).await;
+    }
+}
+
+async fn large_csv_file_keeps_order(lines: u64, malformed: u64) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("big.csv");
     let mut text = String::from("device_id,ts,temperature\n");
     let mut expected = Vec::new();
-    for i in 0..30_000u64 {
+    for i in 0..lines {
         match i {
             100 | 9_000 | 20_001 => text.push_str("broken,line\n"),
             15_000 => text.push_str("x,1704067200000,NaN-ish\n"),
@@ -211,7 +218,7 @@ async fn large_csv_files_keep_order_across_chunks_and_bad_lines() {
         .map(Option::unwrap)
         .collect();
     assert_eq!(got, expected);
-    assert_eq!(metrics.dropped.get("malformed_csv"), Some(&3));
+    assert_eq!(metrics.dropped.get("malformed_csv"), Some(&malformed));
     assert_eq!(metrics.dropped.get("wrong_type"), Some(&1));
 }
 
