@@ -1,6 +1,6 @@
 //! Unit tests of the `mqtt` options, payload decoding and the sink's message building. The
 //! broker-facing behaviour is tested against a real mosquitto in the workspace's
-//! `tests/mqtt.rs`.
+//! `tests/mqtt/`.
 
 use std::sync::Arc;
 
