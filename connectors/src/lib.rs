@@ -22,7 +22,8 @@
 //!
 //! Shared pieces: [`schema_options`] (the `schema`, `event_time`, watermark and `speed`
 //! options every source takes), [`timestamps`] (UTC timestamp columns without time-zone
-//! parsing) and [`error`] (one-line errors naming the path at fault).
+//! parsing), [`tls`] (PEM files and rustls configurations on `ring`) and [`error`] (one-line
+//! errors naming the path at fault).
 //!
 //! ```text
 //! query file ─▶ SourceKind::parse ─▶ SourceConfig::{schema, watermark, build}
@@ -54,6 +55,7 @@ pub mod schema_options;
 pub mod simulator;
 pub mod stdout;
 pub mod timestamps;
+pub mod tls;
 
 use std::fmt::Debug;
 

@@ -7,14 +7,12 @@
 //! a [`LinkError`] that names the endpoint and says what failed (connection refused, unknown
 //! CA, certificate expired, name mismatch), which is what an operator needs in the log.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use thiserror::Error;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -22,7 +20,7 @@ use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
 use super::options::{Endpoint, TlsFiles};
 use crate::error::io_reason;
-use crate::mqtt::tls::{SYSTEM_ROOTS, TlsError, install_crypto_provider};
+use crate::tls::TlsError;
 
 /// Why the collector could not be reached or talked to.
 #[derive(Debug, Error)]
@@ -57,72 +55,16 @@ pub enum LinkError {
     },
 }
 
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        reason: io_reason(&error),
-    })
-}
-
-fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::Empty {
-            what,
-            path: path.to_path_buf(),
-            expected: "CERTIFICATE",
-        });
-    }
-    Ok(certs)
-}
-
 /// The rustls client configuration (ALPN `h2`) for `files`.
 ///
 /// # Errors
 /// A file that cannot be read or holds nothing usable, or a key that does not fit.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
-    install_crypto_provider();
-    let ca_path = files.ca.clone().unwrap_or_else(|| SYSTEM_ROOTS.into());
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) =
-        roots.add_parsable_certificates(certificates("CA certificate", &ca_path)?);
-    if added == 0 {
-        return Err(TlsError::Empty {
-            what: "CA certificate",
-            path: ca_path,
-            expected: "CERTIFICATE",
-        });
-    }
-    let builder =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| TlsError::Rustls(error.to_string()))?
-            .with_root_certificates(roots);
-    let mut config = match &files.identity {
-        Some((cert, key)) => {
-            let chain = certificates("client certificate", cert)?;
-            let key_pem = read("client key", key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Empty {
-                what: "client key",
-                path: key.clone(),
-                expected: "PRIVATE KEY",
-            })?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|error| {
-                    TlsError::Rustls(format!(
-                        "client certificate '{}' and key '{}': {error}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?
-        }
-        None => builder.with_no_client_auth(),
-    };
+    let identity = files
+        .identity
+        .as_ref()
+        .map(|(cert, key)| (cert.as_path(), key.as_path()));
+    let mut config = crate::tls::client_config(files.ca.as_deref(), identity)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

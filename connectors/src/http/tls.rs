@@ -6,40 +6,16 @@
 //! fails the handshake. With both, a certificate is optional and a client without one must
 //! show a bearer token instead.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::RootCertStore;
 use rustls::ServerConfig;
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 
 use super::options::ServerTlsOptions;
-use crate::mqtt::tls::{TlsError, install_crypto_provider};
-
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        reason: crate::error::io_reason(&error),
-    })
-}
-
-fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::Empty {
-            what,
-            path: path.to_path_buf(),
-            expected: "CERTIFICATE",
-        });
-    }
-    Ok(certs)
-}
+use crate::tls::{TlsError, certificates, install_crypto_provider, read};
 
 /// The rustls server configuration for `tls`; `certificate_optional` lets clients without
 /// a certificate through the handshake (they must then show a token).

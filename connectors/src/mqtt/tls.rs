@@ -1,127 +1,19 @@
-//! TLS for `mqtts://`: a rustls client configuration from PEM files, on the `ring` provider.
-//!
-//! rumqttc is built with `use-rustls-no-provider`, so the process-wide rustls crypto provider
-//! must be installed before the first TLS configuration is made; [`install_crypto_provider`]
-//! does it once (ring everywhere, which also cross-builds for ARM gateways). The files are
-//! read when the pipeline is built, so a missing or unreadable file stops the start with a
-//! message naming it, instead of failing on every reconnect.
+//! TLS for `mqtts://`: the rustls client configuration of the `tls` options, built by the
+//! shared [`crate::tls`] module (PEM files, the `ring` provider).
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
-use thiserror::Error;
+use rustls::ClientConfig;
+
+pub use crate::tls::{SYSTEM_ROOTS, TlsError, install_crypto_provider};
 
 use super::options::TlsOptions;
-
-/// Where the system's CA roots are on Debian-like systems (used when `tls.ca` is not set).
-pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
-
-/// A TLS file that could not be used.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum TlsError {
-    /// A file could not be read.
-    #[error("cannot read TLS {what} '{path}': {reason}")]
-    Read {
-        /// `CA certificate`, `client certificate` or `client key`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Why, in words.
-        reason: String,
-    },
-    /// A file holds no usable PEM item of the kind needed.
-    #[error("TLS {what} '{path}' holds no PEM {expected}")]
-    Empty {
-        /// What the file is for.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// What was looked for (`CERTIFICATE` or `PRIVATE KEY`).
-        expected: &'static str,
-    },
-    /// rustls refused the certificates or key.
-    #[error("TLS setup failed: {0}")]
-    Rustls(String),
-}
-
-/// Installs rustls's `ring` crypto provider as the process default, once. Harmless when
-/// another part of the process installed one first.
-pub fn install_crypto_provider() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // An error means a provider is already installed, which is what we need anyway.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|error| TlsError::Read {
-        what,
-        path: path.to_path_buf(),
-        reason: crate::error::io_reason(&error),
-    })
-}
-
-fn certificates(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = read(what, path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
-        .filter_map(Result::ok)
-        .collect();
-    if certs.is_empty() {
-        return Err(TlsError::Empty {
-            what,
-            path: path.to_path_buf(),
-            expected: "CERTIFICATE",
-        });
-    }
-    Ok(certs)
-}
 
 /// The rustls client configuration for `tls`.
 ///
 /// # Errors
 /// A file that cannot be read or holds nothing usable, or a key that does not fit.
 pub fn client_config(tls: &TlsOptions) -> Result<Arc<ClientConfig>, TlsError> {
-    install_crypto_provider();
-    let ca_path = tls
-        .ca
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(SYSTEM_ROOTS));
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) =
-        roots.add_parsable_certificates(certificates("CA certificate", &ca_path)?);
-    if added == 0 {
-        return Err(TlsError::Empty {
-            what: "CA certificate",
-            path: ca_path,
-            expected: "CERTIFICATE",
-        });
-    }
-    let builder = ClientConfig::builder().with_root_certificates(roots);
-    let config = match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates("client certificate", cert)?;
-            let key_pem = read("client key", key)?;
-            let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Empty {
-                what: "client key",
-                path: key.clone(),
-                expected: "PRIVATE KEY",
-            })?;
-            builder
-                .with_client_auth_cert(chain, key_der)
-                .map_err(|error| {
-                    TlsError::Rustls(format!(
-                        "client certificate '{}' and key '{}': {error}",
-                        cert.display(),
-                        key.display()
-                    ))
-                })?
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    Ok(Arc::new(config))
+    let identity = tls.cert.as_deref().zip(tls.key.as_deref());
+    crate::tls::client_config(tls.ca.as_deref(), identity).map(Arc::new)
 }
