@@ -10,48 +10,9 @@ use std::process::{Child, Command, Stdio};
 
 use arrow::array::{Array, Float64Array, StringArray, TimestampMillisecondArray};
 use arrow::ipc::reader::FileReader;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 
+use crate::pki::Pki;
 use crate::util::{edgeflow, python, repo, run, write_query};
-
-/// A CA and the certificates it signs, as PEM files.
-struct Pki {
-    dir: PathBuf,
-    authority: CertifiedIssuer<'static, KeyPair>,
-    ca: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let authority =
-            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-        let ca = dir.join(format!("{name}.pem"));
-        std::fs::write(&ca, authority.pem()).unwrap();
-        Self {
-            dir: dir.to_path_buf(),
-            authority,
-            ca,
-        }
-    }
-
-    /// (cert path, key path) for subject CN `cn` with DNS names `names`.
-    fn leaf(&self, cn: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &self.authority).expect("sign");
-        let cert_path = self.dir.join(format!("{cn}.pem"));
-        let key_path = self.dir.join(format!("{cn}.key"));
-        std::fs::write(&cert_path, cert.pem()).unwrap();
-        std::fs::write(&key_path, key.serialize_pem()).unwrap();
-        (cert_path, key_path)
-    }
-}
 
 /// The Python collector; stopped (stdin closed, then killed) when dropped.
 struct Collector {
@@ -60,7 +21,7 @@ struct Collector {
 }
 
 impl Collector {
-    fn start(cert: &(PathBuf, PathBuf), client_ca: &Path, out: &Path) -> Self {
+    fn start(cert: &(PathBuf, PathBuf, String, String), client_ca: &Path, out: &Path) -> Self {
         let mut child = Command::new(python())
             .arg(repo().join("tests/python/flight_server.py"))
             .arg(&cert.0)
@@ -111,7 +72,13 @@ fn write_csv(path: &Path) -> Vec<(String, i64, f64)> {
     rows
 }
 
-fn query(dir: &Path, csv: &Path, port: u16, pki: &Pki, client: &(PathBuf, PathBuf)) -> PathBuf {
+fn query(
+    dir: &Path,
+    csv: &Path,
+    port: u16,
+    pki: &Pki,
+    client: &(PathBuf, PathBuf, String, String),
+) -> PathBuf {
     write_query(
         dir,
         "upstream.toml",

@@ -5,17 +5,17 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER};
 use serde_json::Value;
 
+use crate::pki::Pki;
 use crate::util::{edgeflow, write_query};
 
 /// A free loopback port (bound and released; the pipeline binds it right after).
@@ -353,47 +353,6 @@ inputs = ["readings"]
         rows.iter()
             .any(|r| r["value"] == 4.0 && r["device_id"] == "device-2")
     );
-}
-
-/// A CA, a server certificate for 127.0.0.1, and device certificates.
-struct Pki {
-    dir: PathBuf,
-    authority: CertifiedIssuer<'static, KeyPair>,
-    ca: PathBuf,
-}
-
-impl Pki {
-    fn new(dir: &Path, name: &str) -> Self {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        let authority =
-            CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-        let ca = dir.join(format!("{name}.pem"));
-        std::fs::write(&ca, authority.pem()).unwrap();
-        Self {
-            dir: dir.to_path_buf(),
-            authority,
-            ca,
-        }
-    }
-
-    /// A certificate with subject CN `cn` (and `names` as SANs): (cert PEM path, key PEM path,
-    /// cert PEM, key PEM).
-    fn leaf(&self, cn: &str, names: &[&str]) -> (PathBuf, PathBuf, String, String) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &self.authority).expect("sign");
-        let (cert_pem, key_pem) = (cert.pem(), key.serialize_pem());
-        let cert_path = self.dir.join(format!("{cn}.pem"));
-        let key_path = self.dir.join(format!("{cn}.key"));
-        std::fs::write(&cert_path, &cert_pem).unwrap();
-        std::fs::write(&key_path, &key_pem).unwrap();
-        (cert_path, key_path, cert_pem, key_pem)
-    }
 }
 
 /// An HTTPS client trusting `ca`, with a client certificate when given.

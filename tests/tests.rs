@@ -45,6 +45,7 @@ mod modbus;
 mod mqtt;
 mod mqtt_broker;
 mod ops;
+mod pki;
 mod quickstart;
 mod shutdown;
 mod upstream;
