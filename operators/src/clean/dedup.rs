@@ -14,19 +14,25 @@ use std::collections::hash_map::Entry;
 use std::hash::{Hash, Hasher};
 
 use ahash::RandomState;
+use edgeflow_engine::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray};
+use edgeflow_engine::arrow::datatypes::DataType;
+use edgeflow_engine::arrow::error::ArrowError;
+use edgeflow_engine::arrow::row::{RowConverter, Rows, SortField};
+
+pub(crate) use super::dedup_times::TimeDedup;
 
 /// Longest combination stored without an allocation.
 pub(crate) const INLINE: usize = 30;
 
 /// One combination of the compared fields.
 #[derive(Clone, Debug)]
-enum Combo {
+pub(crate) enum Combo {
     Inline { len: u8, bytes: [u8; INLINE] },
     Heap(Box<[u8]>),
 }
 
 impl Combo {
-    fn new(bytes: &[u8]) -> Self {
+    pub(crate) fn new(bytes: &[u8]) -> Self {
         if bytes.len() <= INLINE {
             let mut inline = [0; INLINE];
             inline[..bytes.len()].copy_from_slice(bytes);
@@ -36,6 +42,14 @@ impl Combo {
             }
         } else {
             Combo::Heap(bytes.into())
+        }
+    }
+
+    /// Bytes stored outside the table.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        match self {
+            Combo::Inline { .. } => 0,
+            Combo::Heap(bytes) => bytes.len(),
         }
     }
 
@@ -214,6 +228,127 @@ impl DedupSet {
     pub(crate) fn clear(&mut self) {
         self.seen = HashMap::with_hasher(self.seen.hasher().clone());
         self.heap_bytes = 0;
+    }
+}
+
+/// What `dedup` remembers on one worker: every combination, or per rest a set of times.
+#[derive(Debug)]
+pub(crate) enum DedupMemory {
+    Combos(DedupSet),
+    Times(TimeDedup),
+}
+
+impl DedupMemory {
+    /// Combinations remembered.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            DedupMemory::Combos(set) => set.len(),
+            DedupMemory::Times(set) => set.len(),
+        }
+    }
+
+    /// A rough size in bytes.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            DedupMemory::Combos(set) => set.bytes(),
+            DedupMemory::Times(set) => set.bytes(),
+        }
+    }
+
+    /// See [`DedupSet::check`] and [`TimeDedup::check`]; `bytes` come from [`DedupBytes`].
+    pub(crate) fn check(&mut self, bytes: &[u8], time: i64, watermark: i64) -> Verdict {
+        match self {
+            DedupMemory::Combos(set) => set.check(bytes, time, watermark),
+            DedupMemory::Times(set) => set.check(bytes, time, watermark),
+        }
+    }
+
+    pub(crate) fn expire(&mut self, watermark: i64) {
+        match self {
+            DedupMemory::Combos(set) => set.expire(watermark),
+            DedupMemory::Times(set) => set.expire(watermark),
+        }
+    }
+
+    pub(crate) fn enforce_max(&mut self, max: usize) -> usize {
+        match self {
+            DedupMemory::Combos(set) => set.enforce_max(max),
+            DedupMemory::Times(set) => set.enforce_max(max),
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        match self {
+            DedupMemory::Combos(set) => set.clear(),
+            DedupMemory::Times(set) => set.clear(),
+        }
+    }
+}
+
+/// How the compared fields of a row (less the event time, when remembered by time) become
+/// bytes: one string field as it is, anything else in Arrow's row format.
+pub(crate) enum DedupEncoder {
+    /// No field besides the event time.
+    Nothing,
+    /// One `string` field, at this column: its UTF-8 bytes, and a null as the byte `0xFF`,
+    /// which no UTF-8 text is.
+    Utf8(usize),
+    Rows(Vec<usize>, RowConverter),
+}
+
+impl std::fmt::Debug for DedupEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DedupEncoder::Nothing => f.write_str("Nothing"),
+            DedupEncoder::Utf8(c) => write!(f, "Utf8({c})"),
+            DedupEncoder::Rows(c, _) => write!(f, "Rows({c:?})"),
+        }
+    }
+}
+
+/// The compared fields of one batch's rows, as bytes.
+pub(crate) enum DedupBytes<'a> {
+    Nothing,
+    Utf8(&'a StringArray),
+    Rows(Rows),
+}
+
+const NULL_STRING: &[u8] = &[0xFF];
+
+impl DedupEncoder {
+    /// For `columns`, of the data `types`.
+    pub(crate) fn new(columns: Vec<usize>, types: &[DataType]) -> Result<Self, ArrowError> {
+        Ok(match (columns.as_slice(), types) {
+            ([], _) => DedupEncoder::Nothing,
+            (&[c], [DataType::Utf8]) => DedupEncoder::Utf8(c),
+            _ => {
+                let fields = types.iter().map(|t| SortField::new(t.clone())).collect();
+                DedupEncoder::Rows(columns, RowConverter::new(fields)?)
+            }
+        })
+    }
+
+    pub(crate) fn encode<'a>(&self, batch: &'a RecordBatch) -> Result<DedupBytes<'a>, ArrowError> {
+        Ok(match self {
+            DedupEncoder::Nothing => DedupBytes::Nothing,
+            DedupEncoder::Utf8(c) => DedupBytes::Utf8(batch.column(*c).as_string::<i32>()),
+            DedupEncoder::Rows(columns, converter) => {
+                let columns: Vec<ArrayRef> =
+                    columns.iter().map(|&c| batch.column(c).clone()).collect();
+                DedupBytes::Rows(converter.convert_columns(&columns)?)
+            }
+        })
+    }
+}
+
+impl DedupBytes<'_> {
+    pub(crate) fn row(&self, row: usize) -> &[u8] {
+        match self {
+            DedupBytes::Nothing => &[],
+            DedupBytes::Utf8(strings) if strings.is_null(row) => NULL_STRING,
+            DedupBytes::Utf8(strings) => strings.value(row).as_bytes(),
+            DedupBytes::Rows(rows) => rows.row(row).data(),
+        }
     }
 }
 

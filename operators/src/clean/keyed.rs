@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use ahash::RandomState;
 use edgeflow_engine::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch,
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, RecordBatch, TimestampMillisecondArray,
 };
 use edgeflow_engine::arrow::compute::cast;
 use edgeflow_engine::arrow::datatypes::{DataType, Float64Type};
@@ -35,15 +35,29 @@ use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::arrow::row::{RowConverter, Rows, SortField};
 
 use super::Reasons;
-use super::dedup::{DedupSet, Verdict};
+use super::dedup::{DedupEncoder, DedupMemory, DedupSet, TimeDedup, Verdict};
 use super::interpolate::{self, Decision, Pending, Resolution};
 
 /// `dedup`: the columns compared and how long a combination is remembered.
 #[derive(Clone, Debug)]
 pub(crate) struct DedupRule {
     pub(crate) columns: Vec<usize>,
+    /// The event-time column, when it is one of `columns`: the others are then remembered with
+    /// a set of times each (see `dedup_times.rs`).
+    pub(crate) by_time: Option<usize>,
     pub(crate) horizon_ms: i64,
     pub(crate) label: u16,
+}
+
+impl DedupRule {
+    /// The compared columns encoded as bytes: all of them, or all but the event time.
+    pub(crate) fn compared_besides_time(&self) -> Vec<usize> {
+        self.columns
+            .iter()
+            .copied()
+            .filter(|&c| Some(c) != self.by_time)
+            .collect()
+    }
 }
 
 /// One field of `max_rate_of_change`.
@@ -97,7 +111,8 @@ pub(crate) struct KeyedPlan {
     pub(crate) key: Vec<usize>,
     pub(crate) key_fields: Vec<SortField>,
     pub(crate) dedup: Option<DedupRule>,
-    pub(crate) dedup_fields: Vec<SortField>,
+    /// Types of the dedup's compared columns besides the event time.
+    pub(crate) dedup_types: Vec<DataType>,
     pub(crate) rates: Vec<RateRule>,
     pub(crate) fills: Vec<FillRule>,
     /// How long a key's readings are kept after its latest event time.
@@ -147,9 +162,9 @@ pub(crate) struct KeyedOutcome {
 pub(crate) struct KeyedState {
     plan: Arc<KeyedPlan>,
     key_converter: RowConverter,
-    dedup_converter: Option<RowConverter>,
+    dedup_encoder: Option<DedupEncoder>,
     /// Dedup: combination → largest event time seen.
-    seen: DedupSet,
+    seen: DedupMemory,
     keys: HashMap<Box<[u8]>, KeyEntry, RandomState>,
     last_sweep: i64,
     /// Held rows by `(deadline, ticket, fill rule)` → their key, to let them go unfilled when
@@ -174,17 +189,24 @@ impl std::fmt::Debug for KeyedState {
 impl KeyedState {
     pub(crate) fn new(plan: Arc<KeyedPlan>) -> Result<Self, ArrowError> {
         let key_converter = RowConverter::new(plan.key_fields.clone())?;
-        let dedup_converter = match plan.dedup {
-            Some(_) => Some(RowConverter::new(plan.dedup_fields.clone())?),
+        let dedup_encoder = match &plan.dedup {
+            Some(dedup) => Some(DedupEncoder::new(
+                dedup.compared_besides_time(),
+                &plan.dedup_types,
+            )?),
             None => None,
         };
         let hasher = RandomState::new();
         let horizon = plan.dedup.as_ref().map_or(0, |d| d.horizon_ms);
+        let seen = match plan.dedup.as_ref().and_then(|d| d.by_time) {
+            Some(_) => DedupMemory::Times(TimeDedup::new(horizon, hasher.clone())),
+            None => DedupMemory::Combos(DedupSet::new(horizon, hasher.clone())),
+        };
         Ok(Self {
             plan,
             key_converter,
-            dedup_converter,
-            seen: DedupSet::new(horizon, hasher.clone()),
+            dedup_encoder,
+            seen,
             keys: HashMap::with_hasher(hasher),
             last_sweep: i64::MIN,
             deadlines: BTreeMap::new(),
@@ -276,7 +298,7 @@ impl KeyedState {
     pub(crate) fn apply(
         &mut self,
         batch: &RecordBatch,
-        times: &[Option<i64>],
+        times: Option<&TimestampMillisecondArray>,
         watermark: i64,
         reasons: &mut Reasons,
     ) -> Result<KeyedOutcome, ArrowError> {
@@ -285,16 +307,9 @@ impl KeyedState {
         let rows = batch.num_rows();
         let mut outcome = KeyedOutcome::default();
 
-        let dedup_rows: Option<Rows> = match (&plan.dedup, &self.dedup_converter) {
-            (Some(dedup), Some(converter)) => {
-                let columns: Vec<ArrayRef> = dedup
-                    .columns
-                    .iter()
-                    .map(|&c| batch.column(c).clone())
-                    .collect();
-                Some(converter.convert_columns(&columns)?)
-            }
-            _ => None,
+        let dedup_bytes = match &self.dedup_encoder {
+            Some(encoder) => Some(encoder.encode(batch)?),
+            None => None,
         };
         let key_rows: Option<Rows> = if plan.uses_keys() {
             let columns: Vec<ArrayRef> =
@@ -326,10 +341,12 @@ impl KeyedState {
             }
             // Rows without an event time cannot be placed in time: the per-key rules let them
             // through untouched.
-            let Some(time) = times[row] else { continue };
+            let Some(time) = times.and_then(|t| t.is_valid(row).then(|| t.value(row))) else {
+                continue;
+            };
 
-            if let (Some(dedup), Some(combos)) = (&plan.dedup, &dedup_rows) {
-                match self.seen.check(combos.row(row).as_ref(), time, watermark) {
+            if let (Some(dedup), Some(compared)) = (&plan.dedup, &dedup_bytes) {
+                match self.seen.check(compared.row(row), time, watermark) {
                     Verdict::New => {}
                     Verdict::Duplicate => {
                         reasons.set(row, dedup.label);

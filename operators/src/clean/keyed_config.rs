@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use edgeflow_engine::arrow::datatypes::{DataType, Field, Schema};
 use edgeflow_engine::arrow::row::SortField;
+use edgeflow_engine::schema::{event_time_column, timestamp_type};
 use serde::Deserialize;
 
 use super::config::{CleanConfig, Planner};
@@ -125,8 +126,15 @@ impl CleanConfig {
             }
             let horizon_ms = p.duration_positive(&["dedup", "horizon"], spec.horizon);
             let label = p.label("duplicate", None);
+            // With the event time among the compared fields (and unchanged by this operator),
+            // the other fields name a small set of times instead of one entry per row.
+            let by_time = event_time_column(p.schema)
+                .map(|(c, _)| c)
+                .filter(|c| columns.contains(c) && !transformed.contains(c))
+                .filter(|&c| schema.field(c).data_type() == &timestamp_type());
             DedupRule {
                 columns,
+                by_time,
                 horizon_ms,
                 label,
             }
@@ -312,7 +320,15 @@ impl CleanConfig {
         let plan = KeyedPlan {
             key_fields: sort(&key),
             key,
-            dedup_fields: dedup.as_ref().map(|d| sort(&d.columns)).unwrap_or_default(),
+            dedup_types: dedup
+                .as_ref()
+                .map(|d| {
+                    d.compared_besides_time()
+                        .iter()
+                        .map(|&c| schema.field(c).data_type().clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
             dedup,
             rates,
             fills,

@@ -75,6 +75,7 @@ use crate::{OperatorConfig, OperatorKind};
 
 mod config;
 mod dedup;
+mod dedup_times;
 mod held;
 pub mod interpolate;
 pub mod keyed;
@@ -374,14 +375,17 @@ impl Clean {
         if let (Some(keyed_plan), Some(keyed)) = (&plan.keyed, state.keyed.as_mut()) {
             let transformed =
                 RecordBatch::try_new(plan.transformed_schema.clone(), columns.clone())?;
-            let times: Vec<Option<i64>> = match plan.event_time {
-                Some(c) => cast(input.column(c), &edgeflow_engine::schema::timestamp_type())?
-                    .as_primitive::<TimestampMillisecondType>()
-                    .iter()
-                    .collect(),
-                None => vec![None; total],
+            let times = match plan.event_time {
+                Some(c) => Some(cast(
+                    input.column(c),
+                    &edgeflow_engine::schema::timestamp_type(),
+                )?),
+                None => None,
             };
-            let outcome = keyed.apply(&transformed, &times, watermark as i64, &mut reasons)?;
+            let times = times
+                .as_ref()
+                .map(|t| t.as_primitive::<TimestampMillisecondType>());
+            let outcome = keyed.apply(&transformed, times, watermark as i64, &mut reasons)?;
             for (rule, (values, marks)) in keyed_plan.fills.iter().zip(outcome.fills) {
                 let data_type = columns[rule.column].data_type().clone();
                 columns[rule.column] = cast(&values, &data_type)?;
