@@ -1,4 +1,5 @@
-//! CSV records to Arrow: arrow-csv on the fast path, one record at a time when that fails.
+//! CSV records to Arrow: plain records in one pass ([`super::csv_plain`]), others with
+//! arrow-csv, and one record at a time when that fails.
 //!
 //! Timestamp fields accept epoch milliseconds and date-times (RFC 3339, or without an offset,
 //! taken as UTC). arrow-csv parses only the latter, so the first data record decides per field:
@@ -15,6 +16,7 @@ use edgeflow_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use edgeflow_engine::arrow::error::ArrowError;
 use edgeflow_engine::schema::FieldType;
 
+use super::csv_plain::PlainCsv;
 use super::decode::{RecordDecoder, Reject};
 use super::lenient::{Cell, one_row};
 use crate::timestamps::utc_millis;
@@ -37,6 +39,8 @@ pub(crate) struct CsvDecoder {
     /// Per field, how timestamps are written; decided by the first data record.
     modes: Option<Vec<TimestampText>>,
     fast: Option<Decoder>,
+    /// The one-pass decoder for plain records, when every column is one it reads.
+    plain: Option<PlainCsv>,
     text: Option<Decoder>,
     text_schema: SchemaRef,
 }
@@ -64,6 +68,7 @@ impl CsvDecoder {
             max_records: max_records.max(1),
             modes: None,
             fast: None,
+            plain: None,
             text: None,
             text_schema,
         }
@@ -214,9 +219,13 @@ impl RecordDecoder for CsvDecoder {
                 let modes = self.decide_modes(bytes);
                 self.modes = Some(modes.clone());
                 self.fast = None;
+                self.plain = PlainCsv::new(self.fast_schema(&modes), self.delimiter);
                 modes
             }
         };
+        if let Some(batch) = self.plain.as_ref().and_then(|p| p.decode(bytes, records)) {
+            return conform(&batch, &self.schema);
+        }
         let decoder = match self.fast.take() {
             Some(decoder) => decoder,
             None => self

@@ -54,6 +54,7 @@
 
 mod chunker;
 mod csv;
+mod csv_plain;
 mod decode;
 mod glob;
 mod jsonl;
