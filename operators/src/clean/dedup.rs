@@ -53,7 +53,23 @@ impl Combo {
         }
     }
 
-    fn as_bytes(&self) -> &[u8] {
+    /// Whether this is the combination `bytes`; compares short ones eight bytes at a time in
+    /// line, without a call to `memcmp` (this runs for every row).
+    pub(crate) fn is(&self, bytes: &[u8]) -> bool {
+        let mine = self.as_bytes();
+        if mine.len() != bytes.len() {
+            return false;
+        }
+        let (mine_words, mine_tail) = mine.as_chunks::<8>();
+        let (words, tail) = bytes.as_chunks::<8>();
+        mine_words
+            .iter()
+            .zip(words)
+            .all(|(a, b)| u64::from_ne_bytes(*a) == u64::from_ne_bytes(*b))
+            && mine_tail.iter().zip(tail).all(|(a, b)| a == b)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
         match self {
             Combo::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Combo::Heap(bytes) => bytes,

@@ -9,9 +9,10 @@
 //! times older than `watermark - horizon` are dropped from the front of an entry when it is
 //! touched, and whole entries in a sweep every quarter of the horizon.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use ahash::RandomState;
+use hashbrown::HashTable;
 
 use super::dedup::{Combo, Verdict};
 
@@ -96,9 +97,18 @@ impl Times {
     }
 }
 
+/// One rest with its times.
+#[derive(Debug)]
+struct Entry {
+    rest: Combo,
+    times: Times,
+}
+
 /// The times `dedup` remembers on one worker, per rest of the compared fields.
 pub(crate) struct TimeDedup {
-    entries: HashMap<Combo, Times, RandomState>,
+    /// By the hash of the rest's bytes (`hasher`); compared with [`Combo::is`].
+    entries: HashTable<Entry>,
+    hasher: RandomState,
     horizon: i64,
     last_sweep: i64,
     /// Times remembered over all entries (what counts against `max_keys`).
@@ -117,7 +127,8 @@ impl std::fmt::Debug for TimeDedup {
 impl TimeDedup {
     pub(crate) fn new(horizon: i64, hasher: RandomState) -> Self {
         Self {
-            entries: HashMap::with_hasher(hasher),
+            entries: HashTable::new(),
+            hasher,
             horizon,
             last_sweep: i64::MIN,
             remembered: 0,
@@ -131,11 +142,11 @@ impl TimeDedup {
 
     /// A rough size in bytes.
     pub(crate) fn bytes(&self) -> usize {
-        let slots = self.entries.capacity() * (std::mem::size_of::<(Combo, Times)>() + 1);
+        let slots = self.entries.capacity() * (std::mem::size_of::<Entry>() + 1);
         let heap: usize = self
             .entries
             .iter()
-            .map(|(combo, times)| combo.heap_bytes() + times.heap_bytes())
+            .map(|entry| entry.rest.heap_bytes() + entry.times.heap_bytes())
             .sum();
         slots + heap
     }
@@ -149,8 +160,17 @@ impl TimeDedup {
             return Verdict::Unchecked;
         }
         // Look up with the bytes: the rest is only copied when first remembered.
-        let Some(times) = self.entries.get_mut(rest) else {
-            self.entries.insert(Combo::new(rest), Times::One(time));
+        let hash = self.hasher.hash_one(rest);
+        let Some(Entry { times, .. }) = self.entries.find_mut(hash, |e| e.rest.is(rest)) else {
+            let hasher = &self.hasher;
+            self.entries.insert_unique(
+                hash,
+                Entry {
+                    rest: Combo::new(rest),
+                    times: Times::One(time),
+                },
+                |e| hasher.hash_one(e.rest.as_bytes()),
+            );
             self.remembered += 1;
             return Verdict::New;
         };
@@ -180,7 +200,7 @@ impl TimeDedup {
         self.last_sweep = watermark;
         let limit = watermark.saturating_sub(self.horizon);
         let mut dropped = 0;
-        self.entries.retain(|_, times| {
+        self.entries.retain(|Entry { times, .. }| {
             let before = times.len();
             let pruned = times.prune(limit);
             dropped += pruned;
@@ -196,7 +216,9 @@ impl TimeDedup {
         });
         self.remembered -= dropped;
         if self.entries.capacity() > 4 * self.entries.len().max(1024) {
-            self.entries.shrink_to_fit();
+            let hasher = &self.hasher;
+            self.entries
+                .shrink_to_fit(|e| hasher.hash_one(e.rest.as_bytes()));
         }
     }
 
@@ -208,7 +230,7 @@ impl TimeDedup {
         let target = max - max / 10;
         let excess = self.remembered - target;
         let mut all: Vec<i64> = Vec::with_capacity(self.remembered);
-        for times in self.entries.values() {
+        for Entry { times, .. } in &self.entries {
             match times {
                 Times::One(t) => all.push(*t),
                 Times::Many(many) => all.extend(many.iter().copied()),
@@ -218,7 +240,7 @@ impl TimeDedup {
         // Everything older than the cutoff goes, then as many at the cutoff as needed.
         let older = all.iter().filter(|&&t| t < cutoff).count();
         let mut at_cutoff = excess - older;
-        self.entries.retain(|_, times| {
+        self.entries.retain(|Entry { times, .. }| {
             times.prune(cutoff);
             if at_cutoff > 0
                 && let Some(first) = times.oldest()
@@ -244,14 +266,14 @@ impl TimeDedup {
 
     /// Forgets everything.
     pub(crate) fn clear(&mut self) {
-        self.entries = HashMap::with_hasher(self.entries.hasher().clone());
+        self.entries = HashTable::new();
         self.remembered = 0;
     }
 
     /// The newest time of any entry (for tests).
     #[cfg(test)]
     fn newest(&self) -> Option<i64> {
-        self.entries.values().filter_map(Times::newest).max()
+        self.entries.iter().filter_map(|e| e.times.newest()).max()
     }
 }
 

@@ -58,6 +58,7 @@ use std::sync::Arc;
 use edgeflow_engine::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, UInt32Array,
 };
+use edgeflow_engine::arrow::buffer::BooleanBuffer;
 use edgeflow_engine::arrow::compute::{cast, filter_record_batch, take_record_batch};
 use edgeflow_engine::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use edgeflow_engine::arrow::error::ArrowError;
@@ -429,8 +430,9 @@ impl Clean {
             keep[row] = false;
         }
         let kept = keep.iter().filter(|&&k| k).count();
-        let keep = BooleanArray::from(keep);
-        let reject: BooleanArray = labels.iter().map(|&l| Some(l != 0)).collect();
+        let keep = BooleanArray::new(BooleanBuffer::collect_bool(total, |i| keep[i]), None);
+        let reject =
+            BooleanArray::new(BooleanBuffer::collect_bool(total, |i| labels[i] != 0), None);
         let mut counts = vec![0usize; plan.labels.len()];
         for &label in &labels {
             counts[usize::from(label)] += 1;
