@@ -18,7 +18,7 @@
 //! The operator has a second output, the `late` side output: rows whose earliest window had
 //! been dropped, unchanged, stamped with the watermark of the batch that brought them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,6 +36,17 @@ use edgeflow_engine::{
 use super::aggregator::{Emission, Shed, WindowAggregator};
 use super::config::WindowPlan;
 use crate::expr::ErrorReporter;
+
+/// Most batches absorbed per activation; the rest wait for the next one.
+const MAX_BATCHES_PER_ACTIVATION: usize = 16;
+
+/// A batch read from the input and not absorbed yet, with capabilities at its timestamp for
+/// both outputs.
+struct Stashed {
+    windows: Capability<EventTime>,
+    late: Capability<EventTime>,
+    rows: RecordBatch,
+}
 
 const BUG: &str = "window kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -148,6 +159,8 @@ impl DataflowOperator for AlignedWindow {
             drop(initial);
             let mut aggregator = WindowAggregator::new(plan.clone()).expect(BUG);
             let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
+            // Batches read but not yet absorbed, in arrival order.
+            let mut stash: VecDeque<Stashed> = VecDeque::new();
             // The state size last reported to the metrics and the memory budget.
             let (mut reported_groups, mut reported_bytes) = (0usize, 0u64);
             let budget = memory.clone();
@@ -174,10 +187,31 @@ impl DataflowOperator for AlignedWindow {
                 // The capability for revisions: the earliest batch that changed ended windows.
                 let mut revision_capability: Option<Capability<EventTime>> = None;
 
+                // Read everything that has arrived (cheap), so that what was read counts as
+                // taken when this activation ends; then absorb a bounded number of batches.
+                // Absorbing while reading would let a peer that keeps sending keep this
+                // activation going: its progress would not reach the other workers, and every
+                // worker's windows would stay open behind a stale frontier.
                 input.for_each(|capability, data| {
                     let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
                         return;
                     };
+                    stash.push_back(Stashed {
+                        windows: capability.delayed(&watermark, window_port),
+                        late: capability.delayed(&watermark, late_port),
+                        rows,
+                    });
+                });
+                let mut absorbed_batches = 0;
+                while absorbed_batches < MAX_BATCHES_PER_ACTIVATION
+                    && let Some(Stashed {
+                        windows: capability,
+                        late: late_capability,
+                        rows,
+                    }) = stash.pop_front()
+                {
+                    absorbed_batches += 1;
+                    let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let threshold = aggregator.threshold(watermark);
                     let absorbed = aggregator
@@ -191,7 +225,7 @@ impl DataflowOperator for AlignedWindow {
                                 let fire = next_fire(start, end, watermark as i64, every);
                                 (fire, watermark.max(stamp(fire - 1)))
                             };
-                            let capability = capability.delayed(&at, window_port);
+                            let capability = capability.delayed(&at);
                             pending.insert(
                                 start,
                                 Pending {
@@ -213,8 +247,7 @@ impl DataflowOperator for AlignedWindow {
                     metrics.count_dropped("missing_event_time", absorbed.missing_time);
                     if absorbed.late > 0 {
                         let late_rows = late_rows(&rows, plan.event_time, threshold);
-                        let stamp = capability.delayed(&watermark, late_port);
-                        late.session_with_builder(&stamp)
+                        late.session_with_builder(&late_capability)
                             .give_container(&mut Batch::new(late_rows));
                     }
                     if plan.allowed_lateness_ms > 0
@@ -222,7 +255,7 @@ impl DataflowOperator for AlignedWindow {
                             .as_ref()
                             .is_none_or(|held| held.time() > &watermark)
                     {
-                        revision_capability = Some(capability.delayed(&watermark, window_port));
+                        revision_capability = Some(capability.clone());
                     }
                     // Keep the state under `max_keys` and the pipeline's memory limit: cut
                     // lateness short, then close the oldest windows early.
@@ -245,12 +278,22 @@ impl DataflowOperator for AlignedWindow {
                         }
                         account(&aggregator);
                     }
-                });
+                }
+                if !stash.is_empty() {
+                    activator.activate();
+                }
 
-                let frontier = &frontiers[0];
+                // The earliest time input may still have: the input frontier's, or that of a
+                // batch read but not absorbed yet (`None`: the input has ended).
+                let earliest = frontiers[0]
+                    .frontier()
+                    .iter()
+                    .copied()
+                    .chain(stash.iter().map(|batch| *batch.windows.time()))
+                    .min();
                 let reached = |fire: i64| match now {
-                    Some(now) => frontier.is_empty() || now >= fire,
-                    None => !frontier.less_than(&stamp(fire)),
+                    Some(now) => earliest.is_none() || now >= fire,
+                    None => earliest.is_none_or(|time| time >= stamp(fire)),
                 };
                 // One window at a time, earliest start first: firing one may open the next.
                 while let Some(start) = pending
@@ -285,7 +328,7 @@ impl DataflowOperator for AlignedWindow {
                     let next = aggregator.next_start(start);
                     let before_last = pending.keys().next_back().is_some_and(|&l| next < l);
                     if aggregator.knows_keys()
-                        && (!frontier.is_empty() || before_last)
+                        && (earliest.is_some() || before_last)
                         && !aggregator.holds(next)
                     {
                         let end = aggregator.open_empty(next);
@@ -322,7 +365,7 @@ impl DataflowOperator for AlignedWindow {
                         );
                     }
                 }
-                aggregator.expire(frontier.frontier().first().copied());
+                aggregator.expire(earliest);
 
                 if let (Some(now), Some(next)) = (now, pending.values().map(|w| w.fire).min()) {
                     activator.activate_after(Duration::from_millis((next - now).max(1) as u64));
