@@ -52,7 +52,7 @@
 //! `timestamp_ms`, `convert` and `calibrate` give `float64`), `timestamps.into` columns and
 //! one bool `<field>_filled` column per `fill` field appended, and the metadata kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
@@ -507,6 +507,9 @@ fn release(
     held.drain()
 }
 
+/// Most batches cleaned per activation; the rest wait for the next one.
+const MAX_BATCHES_PER_ACTIVATION: usize = 16;
+
 const BUG: &str = "clean kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
 
@@ -559,6 +562,7 @@ impl Clean {
         let metrics = ctx.metrics.clone();
         let memory = ctx.memory.clone();
         let mut builder = OperatorBuilder::new("Clean".to_string(), input.scope());
+        let activator = input.scope().activator_for(builder.operator_info().address);
         let mut input = builder.new_input(input, pact);
         let (main, main_stream) = builder.new_output::<Batch>();
         let (rejected, rejected_stream) = builder.new_output::<Batch>();
@@ -572,14 +576,33 @@ impl Clean {
             let mut state = clean.new_state().expect(BUG);
             let mut held_caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
             let (mut reported_rows, mut reported_bytes) = (0usize, 0u64);
+            // Batches read but not cleaned yet, in arrival order, with capabilities at their
+            // timestamps for the main and the `rejected` output.
+            let mut stash: VecDeque<(Capability<EventTime>, Capability<EventTime>, RecordBatch)> =
+                VecDeque::new();
             move |frontiers| {
                 let mut main = main.activate();
                 let mut rejected = rejected.activate();
                 let (main_port, rejected_port) = (main.output_index(), rejected.output_index());
+                // Read all that waits, clean a bounded number of batches per activation (as
+                // the window does, see `window/operator.rs`): cleaning while reading would let
+                // a peer that keeps sending hold this activation, and every frontier, back.
                 input.for_each(|capability, data| {
                     let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
                         return;
                     };
+                    stash.push_back((
+                        capability.delayed(&watermark, main_port),
+                        capability.delayed(&watermark, rejected_port),
+                        rows,
+                    ));
+                });
+                let mut cleaned = 0;
+                while cleaned < MAX_BATCHES_PER_ACTIVATION
+                    && let Some((capability, rejected_capability, rows)) = stash.pop_front()
+                {
+                    cleaned += 1;
+                    let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let outcome = clean.apply(rows, watermark, &mut state).expect(BUG);
                     for (reason, n) in &outcome.dropped {
@@ -590,31 +613,41 @@ impl Clean {
                     }
                     if let Some(rows) = outcome.rows {
                         metrics.add_rows_out(rows.num_rows());
-                        main.session_with_builder(&capability.delayed(&watermark, main_port))
+                        main.session_with_builder(&capability)
                             .give_container(&mut Batch::new(rows));
                     }
                     if let Some(rows) = outcome.rejected {
                         rejected
-                            .session_with_builder(&capability.delayed(&watermark, rejected_port))
+                            .session_with_builder(&rejected_capability)
                             .give_container(&mut Batch::new(rows));
                     }
                     if state.held_stamps().contains(&watermark) {
                         held_caps
                             .entry(watermark)
-                            .or_insert_with(|| capability.delayed(&watermark, main_port));
+                            .or_insert_with(|| capability.clone());
                     }
                     for (stamp, rows) in outcome.released {
                         metrics.add_rows_out(rows.num_rows());
                         let cap = match held_caps.get(&stamp) {
                             Some(cap) => cap.clone(),
-                            None => capability.delayed(&stamp, main_port),
+                            None => capability.delayed(&stamp),
                         };
                         main.session_with_builder(&cap)
                             .give_container(&mut Batch::new(rows));
                     }
-                });
+                }
+                if !stash.is_empty() {
+                    activator.activate();
+                }
                 if state.keyed.is_some() {
-                    let frontier = frontiers[0].frontier().first().copied();
+                    // The earliest time input may still have, counting batches read but not
+                    // cleaned yet (`None`: the input has ended).
+                    let frontier = frontiers[0]
+                        .frontier()
+                        .iter()
+                        .copied()
+                        .chain(stash.iter().map(|(capability, _, _)| *capability.time()))
+                        .min();
                     let (released, changed) = clean.advance(frontier, &mut state).expect(BUG);
                     for (kind, n) in &changed {
                         metrics.add_value(kind, *n as u64);
