@@ -14,8 +14,10 @@
 //! The `late` side output carries rows whose event time was below the watermark of the batch
 //! that brought them, unchanged, stamped with that watermark.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use edgeflow_engine::arrow::array::RecordBatch;
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::operators::Capability;
@@ -28,6 +30,9 @@ use edgeflow_engine::{
 use super::state::AnomalyState;
 use super::{Anomaly, AnomalyPlan};
 use crate::expr::ErrorReporter;
+
+/// Most batches absorbed per activation; the rest wait for the next one.
+const MAX_BATCHES_PER_ACTIVATION: usize = 16;
 
 const BUG: &str = "anomaly kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -76,6 +81,7 @@ impl DataflowOperator for Anomaly {
         };
 
         let mut builder = OperatorBuilder::new("Anomaly".to_string(), input.scope());
+        let activator = input.scope().activator_for(builder.operator_info().address);
         let mut input = builder.new_input(input, key_exchange(plan.keys.clone()));
         let (main, main_stream) = builder.new_output::<Batch>();
         let (late, late_stream) = builder.new_output::<Batch>();
@@ -88,31 +94,58 @@ impl DataflowOperator for Anomaly {
             let mut state = AnomalyState::new(plan.clone()).expect(BUG);
             let mut held: Option<Capability<EventTime>> = None;
             let (mut reported_rows, mut reported_bytes) = (0usize, 0usize);
+            // Batches read but not absorbed yet, in arrival order, with capabilities at their
+            // timestamps for the main and the `late` output.
+            let mut stash: VecDeque<(Capability<EventTime>, Capability<EventTime>, RecordBatch)> =
+                VecDeque::new();
             move |frontiers| {
                 let mut main = main.activate();
                 let mut late = late.activate();
                 let (main_port, late_port) = (main.output_index(), late.output_index());
+                // Read all that waits, absorb a bounded number of batches per activation (as
+                // the window does: a peer that keeps sending must not hold this activation).
                 input.for_each(|capability, data| {
                     let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
                         return;
                     };
+                    stash.push_back((
+                        capability.delayed(&watermark, main_port),
+                        capability.delayed(&watermark, late_port),
+                        rows,
+                    ));
+                });
+                let mut absorbed_batches = 0;
+                while absorbed_batches < MAX_BATCHES_PER_ACTIVATION
+                    && let Some((capability, late_capability, rows)) = stash.pop_front()
+                {
+                    absorbed_batches += 1;
+                    let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let absorbed = state.absorb(&rows, watermark).expect(BUG);
                     metrics.count_dropped(LATE, absorbed.late);
                     metrics.count_dropped("missing_event_time", absorbed.missing_time);
                     if let Some(late_rows) = absorbed.late_rows {
-                        let stamp = capability.delayed(&watermark, late_port);
-                        late.session_with_builder(&stamp)
+                        late.session_with_builder(&late_capability)
                             .give_container(&mut Batch::new(late_rows));
                     }
                     // The held capability is at most the frontier, hence at most this batch's
                     // time: one capability covers every buffered row.
                     if absorbed.on_time > 0 && held.is_none() {
-                        held = Some(capability.delayed(&watermark, main_port));
+                        held = Some(capability);
                     }
-                });
+                }
+                if !stash.is_empty() {
+                    activator.activate();
+                }
 
-                let watermark = frontiers[0].frontier().first().copied();
+                // The earliest time input may still have, counting batches read but not
+                // absorbed yet (`None`: the input has ended).
+                let watermark = frontiers[0]
+                    .frontier()
+                    .iter()
+                    .copied()
+                    .chain(stash.iter().map(|(capability, _, _)| *capability.time()))
+                    .min();
                 let flushed = state.advance(watermark).expect(BUG);
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.report(&metrics, flushed.expression_errors);
