@@ -44,6 +44,7 @@ pub mod enrich;
 pub mod expr;
 mod fields;
 pub mod filter;
+mod input_stash;
 pub mod options;
 mod reorder;
 mod row_local;

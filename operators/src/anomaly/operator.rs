@@ -14,10 +14,8 @@
 //! The `late` side output carries rows whose event time was below the watermark of the batch
 //! that brought them, unchanged, stamped with that watermark.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use edgeflow_engine::arrow::array::RecordBatch;
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::operators::Capability;
@@ -30,9 +28,7 @@ use edgeflow_engine::{
 use super::state::AnomalyState;
 use super::{Anomaly, AnomalyPlan};
 use crate::expr::ErrorReporter;
-
-/// Most batches absorbed per activation; the rest wait for the next one.
-const MAX_BATCHES_PER_ACTIVATION: usize = 16;
+use crate::input_stash::{InputStash, Stashed};
 
 const BUG: &str = "anomaly kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -94,31 +90,19 @@ impl DataflowOperator for Anomaly {
             let mut state = AnomalyState::new(plan.clone()).expect(BUG);
             let mut held: Option<Capability<EventTime>> = None;
             let (mut reported_rows, mut reported_bytes) = (0usize, 0usize);
-            // Batches read but not absorbed yet, in arrival order, with capabilities at their
-            // timestamps for the main and the `late` output.
-            let mut stash: VecDeque<(Capability<EventTime>, Capability<EventTime>, RecordBatch)> =
-                VecDeque::new();
+            let mut stash = InputStash::default();
             move |frontiers| {
                 let mut main = main.activate();
                 let mut late = late.activate();
                 let (main_port, late_port) = (main.output_index(), late.output_index());
-                // Read all that waits, absorb a bounded number of batches per activation (as
-                // the window does: a peer that keeps sending must not hold this activation).
-                input.for_each(|capability, data| {
-                    let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
-                        return;
-                    };
-                    stash.push_back((
-                        capability.delayed(&watermark, main_port),
-                        capability.delayed(&watermark, late_port),
-                        rows,
-                    ));
-                });
-                let mut absorbed_batches = 0;
-                while absorbed_batches < MAX_BATCHES_PER_ACTIVATION
-                    && let Some((capability, late_capability, rows)) = stash.pop_front()
+                // Read all that waits, work through a bounded part (see `crate::input_stash`).
+                stash.read(&mut input, main_port, late_port);
+                for Stashed {
+                    main: capability,
+                    side: late_capability,
+                    rows,
+                } in stash.this_activation()
                 {
-                    absorbed_batches += 1;
                     let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let absorbed = state.absorb(&rows, watermark).expect(BUG);
@@ -138,14 +122,7 @@ impl DataflowOperator for Anomaly {
                     activator.activate();
                 }
 
-                // The earliest time input may still have, counting batches read but not
-                // absorbed yet (`None`: the input has ended).
-                let watermark = frontiers[0]
-                    .frontier()
-                    .iter()
-                    .copied()
-                    .chain(stash.iter().map(|(capability, _, _)| *capability.time()))
-                    .min();
+                let watermark = stash.earliest(&frontiers[0]);
                 let flushed = state.advance(watermark).expect(BUG);
                 if let Some(reporter) = reporter.as_mut() {
                     reporter.report(&metrics, flushed.expression_errors);

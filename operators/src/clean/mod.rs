@@ -52,7 +52,7 @@
 //! `timestamp_ms`, `convert` and `calibrate` give `float64`), `timestamps.into` columns and
 //! one bool `<field>_filled` column per `fill` field appended, and the metadata kept.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use edgeflow_engine::arrow::array::{
@@ -72,6 +72,7 @@ use edgeflow_engine::{
     parse_options,
 };
 
+use crate::input_stash::{InputStash, Stashed};
 use crate::{OperatorConfig, OperatorKind};
 
 mod config;
@@ -507,9 +508,6 @@ fn release(
     held.drain()
 }
 
-/// Most batches cleaned per activation; the rest wait for the next one.
-const MAX_BATCHES_PER_ACTIVATION: usize = 16;
-
 const BUG: &str = "clean kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
 
@@ -576,32 +574,19 @@ impl Clean {
             let mut state = clean.new_state().expect(BUG);
             let mut held_caps: BTreeMap<EventTime, Capability<EventTime>> = BTreeMap::new();
             let (mut reported_rows, mut reported_bytes) = (0usize, 0u64);
-            // Batches read but not cleaned yet, in arrival order, with capabilities at their
-            // timestamps for the main and the `rejected` output.
-            let mut stash: VecDeque<(Capability<EventTime>, Capability<EventTime>, RecordBatch)> =
-                VecDeque::new();
+            let mut stash = InputStash::default();
             move |frontiers| {
                 let mut main = main.activate();
                 let mut rejected = rejected.activate();
                 let (main_port, rejected_port) = (main.output_index(), rejected.output_index());
-                // Read all that waits, clean a bounded number of batches per activation (as
-                // the window does, see `window/operator.rs`): cleaning while reading would let
-                // a peer that keeps sending hold this activation, and every frontier, back.
-                input.for_each(|capability, data| {
-                    let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
-                        return;
-                    };
-                    stash.push_back((
-                        capability.delayed(&watermark, main_port),
-                        capability.delayed(&watermark, rejected_port),
-                        rows,
-                    ));
-                });
-                let mut cleaned = 0;
-                while cleaned < MAX_BATCHES_PER_ACTIVATION
-                    && let Some((capability, rejected_capability, rows)) = stash.pop_front()
+                // Read all that waits, work through a bounded part (see `crate::input_stash`).
+                stash.read(&mut input, main_port, rejected_port);
+                for Stashed {
+                    main: capability,
+                    side: rejected_capability,
+                    rows,
+                } in stash.this_activation()
                 {
-                    cleaned += 1;
                     let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let outcome = clean.apply(rows, watermark, &mut state).expect(BUG);
@@ -640,14 +625,7 @@ impl Clean {
                     activator.activate();
                 }
                 if state.keyed.is_some() {
-                    // The earliest time input may still have, counting batches read but not
-                    // cleaned yet (`None`: the input has ended).
-                    let frontier = frontiers[0]
-                        .frontier()
-                        .iter()
-                        .copied()
-                        .chain(stash.iter().map(|(capability, _, _)| *capability.time()))
-                        .min();
+                    let frontier = stash.earliest(&frontiers[0]);
                     let (released, changed) = clean.advance(frontier, &mut state).expect(BUG);
                     for (kind, n) in &changed {
                         metrics.add_value(kind, *n as u64);

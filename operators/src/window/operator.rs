@@ -18,7 +18,7 @@
 //! The operator has a second output, the `late` side output: rows whose earliest window had
 //! been dropped, unchanged, stamped with the watermark of the batch that brought them.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,17 +36,7 @@ use edgeflow_engine::{
 use super::aggregator::{Emission, Shed, WindowAggregator};
 use super::config::WindowPlan;
 use crate::expr::ErrorReporter;
-
-/// Most batches absorbed per activation; the rest wait for the next one.
-const MAX_BATCHES_PER_ACTIVATION: usize = 16;
-
-/// A batch read from the input and not absorbed yet, with capabilities at its timestamp for
-/// both outputs.
-struct Stashed {
-    windows: Capability<EventTime>,
-    late: Capability<EventTime>,
-    rows: RecordBatch,
-}
+use crate::input_stash::{InputStash, Stashed};
 
 const BUG: &str = "window kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -159,8 +149,7 @@ impl DataflowOperator for AlignedWindow {
             drop(initial);
             let mut aggregator = WindowAggregator::new(plan.clone()).expect(BUG);
             let mut pending: BTreeMap<i64, Pending> = BTreeMap::new();
-            // Batches read but not yet absorbed, in arrival order.
-            let mut stash: VecDeque<Stashed> = VecDeque::new();
+            let mut stash = InputStash::default();
             // The state size last reported to the metrics and the memory budget.
             let (mut reported_groups, mut reported_bytes) = (0usize, 0u64);
             let budget = memory.clone();
@@ -187,30 +176,14 @@ impl DataflowOperator for AlignedWindow {
                 // The capability for revisions: the earliest batch that changed ended windows.
                 let mut revision_capability: Option<Capability<EventTime>> = None;
 
-                // Read everything that has arrived (cheap), so that what was read counts as
-                // taken when this activation ends; then absorb a bounded number of batches.
-                // Absorbing while reading would let a peer that keeps sending keep this
-                // activation going: its progress would not reach the other workers, and every
-                // worker's windows would stay open behind a stale frontier.
-                input.for_each(|capability, data| {
-                    let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
-                        return;
-                    };
-                    stash.push_back(Stashed {
-                        windows: capability.delayed(&watermark, window_port),
-                        late: capability.delayed(&watermark, late_port),
-                        rows,
-                    });
-                });
-                let mut absorbed_batches = 0;
-                while absorbed_batches < MAX_BATCHES_PER_ACTIVATION
-                    && let Some(Stashed {
-                        windows: capability,
-                        late: late_capability,
-                        rows,
-                    }) = stash.pop_front()
+                // Read all that waits, absorb a bounded part (see `crate::input_stash`).
+                stash.read(&mut input, window_port, late_port);
+                for Stashed {
+                    main: capability,
+                    side: late_capability,
+                    rows,
+                } in stash.this_activation()
                 {
-                    absorbed_batches += 1;
                     let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let threshold = aggregator.threshold(watermark);
@@ -283,14 +256,7 @@ impl DataflowOperator for AlignedWindow {
                     activator.activate();
                 }
 
-                // The earliest time input may still have: the input frontier's, or that of a
-                // batch read but not absorbed yet (`None`: the input has ended).
-                let earliest = frontiers[0]
-                    .frontier()
-                    .iter()
-                    .copied()
-                    .chain(stash.iter().map(|batch| *batch.windows.time()))
-                    .min();
+                let earliest = stash.earliest(&frontiers[0]);
                 let reached = |fire: i64| match now {
                     Some(now) => earliest.is_none() || now >= fire,
                     None => earliest.is_none_or(|time| time >= stamp(fire)),

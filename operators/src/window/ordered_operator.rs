@@ -17,10 +17,8 @@
 //! The `late` side output carries rows whose event time was below the watermark of the batch
 //! that brought them, unchanged, stamped with that watermark.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
-use edgeflow_engine::arrow::array::RecordBatch;
 use edgeflow_engine::arrow::datatypes::SchemaRef;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::operators::Capability;
@@ -34,9 +32,7 @@ use super::config::WindowPlan;
 use super::operator::{EVICTED_WINDOWS, FORGOTTEN_KEYS, LATE};
 use super::ordered::OrderedWindows;
 use crate::expr::ErrorReporter;
-
-/// Most batches absorbed per activation; the rest wait for the next one.
-const MAX_BATCHES_PER_ACTIVATION: usize = 16;
+use crate::input_stash::{InputStash, Stashed};
 
 const BUG: &str = "window kernels on a batch of the planned schema cannot fail: \
                    this is a bug, please report it";
@@ -103,31 +99,19 @@ impl DataflowOperator for OrderedWindow {
             let mut held: Option<Capability<EventTime>> = None;
             // The state size last reported to the metrics and the pipeline's memory budget.
             let (mut reported_rows, mut reported_bytes) = (0usize, 0usize);
-            // Batches read but not absorbed yet, in arrival order, with capabilities at their
-            // timestamps for the window and the `late` output.
-            let mut stash: VecDeque<(Capability<EventTime>, Capability<EventTime>, RecordBatch)> =
-                VecDeque::new();
+            let mut stash = InputStash::default();
             move |frontiers| {
                 let mut windows = windows.activate();
                 let mut late = late.activate();
                 let (window_port, late_port) = (windows.output_index(), late.output_index());
-                // Read all that waits, absorb a bounded number of batches per activation (see
-                // `operator.rs`: a peer that keeps sending must not hold this activation).
-                input.for_each(|capability, data| {
-                    let (Some(rows), Some(&watermark)) = (data.take(), capability.least()) else {
-                        return;
-                    };
-                    stash.push_back((
-                        capability.delayed(&watermark, window_port),
-                        capability.delayed(&watermark, late_port),
-                        rows,
-                    ));
-                });
-                let mut absorbed_batches = 0;
-                while absorbed_batches < MAX_BATCHES_PER_ACTIVATION
-                    && let Some((capability, late_capability, rows)) = stash.pop_front()
+                // Read all that waits, work through a bounded part (see `crate::input_stash`).
+                stash.read(&mut input, window_port, late_port);
+                for Stashed {
+                    main: capability,
+                    side: late_capability,
+                    rows,
+                } in stash.this_activation()
                 {
-                    absorbed_batches += 1;
                     let watermark = *capability.time();
                     metrics.add_rows_in(rows.num_rows());
                     let absorbed = state.absorb(&rows, watermark).expect(BUG);
@@ -147,14 +131,7 @@ impl DataflowOperator for OrderedWindow {
                     activator.activate();
                 }
 
-                // The earliest time input may still have, counting batches read but not
-                // absorbed yet (`None`: the input has ended).
-                let watermark = frontiers[0]
-                    .frontier()
-                    .iter()
-                    .copied()
-                    .chain(stash.iter().map(|(capability, _, _)| *capability.time()))
-                    .min();
+                let watermark = stash.earliest(&frontiers[0]);
                 let emitted = state.advance(watermark).expect(BUG);
                 for (reporter, &errors) in reporters.iter_mut().zip(state.expression_errors()) {
                     if let Some(reporter) = reporter {
