@@ -241,24 +241,14 @@ impl TimeDedup {
         let older = all.iter().filter(|&&t| t < cutoff).count();
         let mut at_cutoff = excess - older;
         self.entries.retain(|Entry { times, .. }| {
-            times.prune(cutoff);
-            if at_cutoff > 0
-                && let Some(first) = times.oldest()
-                && first == cutoff
-            {
-                match times {
-                    Times::One(_) => {
-                        at_cutoff -= 1;
-                        return false;
-                    }
-                    Times::Many(many) => {
-                        // Times are unique within an entry: at most one at the cutoff.
-                        many.pop_front();
-                        at_cutoff -= 1;
-                    }
-                }
+            let before = times.len();
+            let mut gone = times.prune(cutoff);
+            if gone < before && at_cutoff > 0 && times.oldest() == Some(cutoff) {
+                // Times are unique within an entry: at most one sits at the cutoff.
+                gone += times.prune(cutoff + 1);
+                at_cutoff -= 1;
             }
-            times.len() > 0 && !matches!(times, Times::One(t) if *t < cutoff)
+            gone < before
         });
         self.remembered -= excess;
         excess
