@@ -13,6 +13,7 @@
 //! * [`ingress`] / [`egress`]: bounded channels between tokio tasks and timely workers.
 //! * [`runtime`]: [`run`] a graph to completion.
 //! * [`metrics`]: per-node counters behind the status line.
+//! * [`log_throttle`]: one log line per interval for problems that repeat.
 //!
 //! ```text
 //! query file ──plan──▶ Graph ──run──▶ tokio: source tasks ─▶ timely workers ─▶ tokio: sink tasks
@@ -54,6 +55,7 @@ pub mod egress;
 pub mod error;
 pub mod graph;
 pub mod ingress;
+pub mod log_throttle;
 pub mod memory;
 pub mod metrics;
 pub mod runtime;

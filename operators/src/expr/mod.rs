@@ -22,6 +22,7 @@ use edgeflow_engine::OptionError;
 use edgeflow_engine::arrow::array::{ArrayRef, RecordBatch};
 use edgeflow_engine::arrow::datatypes::{DataType, Schema};
 use edgeflow_engine::arrow::error::ArrowError;
+use edgeflow_engine::log_throttle::LogThrottle;
 
 pub mod eval;
 pub mod functions;
@@ -144,53 +145,40 @@ impl Expr {
 }
 
 /// Counts an operator's runtime expression errors and logs them, at most once per
-/// [`ErrorReporter::INTERVAL`] per worker, so a stream of bad rows cannot flood the log.
+/// [`LogThrottle::DEFAULT_INTERVAL`] per worker, so a stream of bad rows cannot flood the log.
 #[derive(Debug)]
 pub struct ErrorReporter {
     operator: String,
     expression: String,
-    last_warning: Option<std::time::Instant>,
-    unreported: usize,
+    throttle: LogThrottle,
 }
 
 impl ErrorReporter {
-    /// The least time between two warnings.
-    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
-
     /// A reporter for `expression` in the operator named `operator`.
     pub fn new(operator: &str, expression: &str) -> Self {
         Self {
             operator: operator.to_string(),
             expression: expression.to_string(),
-            last_warning: None,
-            unreported: 0,
+            throttle: LogThrottle::default(),
         }
     }
 
     /// Counts `errors` values that became null under `metrics` (reason `expression_error`)
-    /// and logs a warning unless one was logged less than [`Self::INTERVAL`] ago.
+    /// and logs a warning unless one was logged less than ten seconds ago.
     pub fn report(&mut self, metrics: &edgeflow_engine::NodeMetrics, errors: usize) {
         if errors == 0 {
             return;
         }
         metrics.count_dropped("expression_error", errors);
-        self.unreported += errors;
-        let now = std::time::Instant::now();
-        if self
-            .last_warning
-            .is_some_and(|last| now.duration_since(last) < Self::INTERVAL)
-        {
-            return;
+        if let Some(values) = self.throttle.note(errors as u64) {
+            tracing::warn!(
+                operator = %self.operator,
+                expression = %self.expression,
+                values,
+                "Expression gave null for values with runtime errors (division by zero, failed \
+                 cast, overflow or a math function outside its domain)"
+            );
         }
-        tracing::warn!(
-            operator = %self.operator,
-            expression = %self.expression,
-            values = self.unreported,
-            "Expression gave null for values with runtime errors (division by zero, failed cast, \
-             overflow or a math function outside its domain)"
-        );
-        self.last_warning = Some(now);
-        self.unreported = 0;
     }
 }
 

@@ -25,6 +25,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use edgeflow_engine::arrow::array::{Array, RecordBatch, Scalar, TimestampMillisecondArray};
 use edgeflow_engine::arrow::compute::{filter_record_batch, kernels::cmp::lt};
 use edgeflow_engine::arrow::datatypes::{DataType, SchemaRef};
+use edgeflow_engine::log_throttle::LogThrottle;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::operators::Capability;
 use edgeflow_engine::timely::dataflow::operators::generic::OutputBuilder;
@@ -134,6 +135,8 @@ impl DataflowOperator for AlignedWindow {
                     .map(|e| ErrorReporter::new(&ctx.name, e.text()))
             })
             .collect();
+        // Under a burst of new keys, windows can close early many times a second.
+        let mut early_close_log = LogThrottle::default();
 
         let scope = input.scope();
         let mut builder = OperatorBuilder::new("Window".to_string(), scope);
@@ -238,12 +241,17 @@ impl DataflowOperator for AlignedWindow {
                         if let Shed::CloseEarly(start) = shed
                             && let Some(window) = pending.remove(&start)
                         {
-                            tracing::warn!(
-                                operator = %name,
-                                "more than max_keys groups held: emitting the window starting \
-                                 at {} early; its later rows count as late",
-                                edgeflow_engine::time::format_event_time(stamp(start))
-                            );
+                            if let Some(windows) = early_close_log.note(1) {
+                                tracing::warn!(
+                                    operator = %name,
+                                    windows,
+                                    "More groups held than max_keys or the memory limit allow: \
+                                     emitted {windows} window(s) early, the latest starting at \
+                                     {}; their later rows count as late (metric \
+                                     evicted_windows; one line per 10 s)",
+                                    edgeflow_engine::time::format_event_time(stamp(start))
+                                );
+                            }
                             send(
                                 &window.capability,
                                 aggregator.emit(start, Emission::Final).expect(BUG),
