@@ -241,9 +241,20 @@ impl Broker {
 
     /// `mosquitto_pub` against this (plain) broker: publishes each of `messages` to its topic.
     pub fn publish(&self, qos: u8, messages: &[(&str, &[u8])]) {
+        self.publish_with(&[], qos, messages);
+    }
+
+    /// [`Self::publish`] with the retain flag: the broker keeps each as its topic's last
+    /// message for later subscribers.
+    pub fn publish_retained(&self, qos: u8, messages: &[(&str, &[u8])]) {
+        self.publish_with(&["-r"], qos, messages);
+    }
+
+    fn publish_with(&self, flags: &[&str], qos: u8, messages: &[(&str, &[u8])]) {
         for (topic, payload) in messages {
             let mut child = Command::new("mosquitto_pub")
                 .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+                .args(flags)
                 .args(["-q", &qos.to_string(), "-t", topic, "-s"])
                 .stdin(Stdio::piped())
                 .spawn()

@@ -1,5 +1,6 @@
-//! [`Batch`]: the container that carries Arrow rows between timely operators, and
-//! [`KeyExchange`]: the parallelization contract that routes rows to workers by key.
+//! [`Batch`]: the container that carries Arrow rows between timely operators,
+//! [`KeyExchange`]: the parallelization contract that routes rows to workers by key, and
+//! [`Broadcast`]: the one that gives every worker every row (for small reference data).
 //!
 //! Every edge of an edgeflow dataflow carries `Batch`es. A batch wraps one Arrow
 //! [`RecordBatch`]; its timely timestamp is a lower bound on the event times of its on-time rows
@@ -286,6 +287,46 @@ pub fn key_exchange(key_columns: Vec<usize>) -> KeyExchange {
         peers,
         hashes: Vec::new(),
     }))
+}
+
+/// A [`Distributor`] that gives every worker the whole of each batch.
+pub struct BroadcastDistributor;
+
+impl Distributor<Batch> for BroadcastDistributor {
+    fn partition<T: Clone, P: Push<Message<T, Batch>>>(
+        &mut self,
+        container: &mut Batch,
+        stamp: &timely::dataflow::channels::Stamp<T>,
+        pushers: &mut [P],
+    ) {
+        let Some(rows) = container.take() else {
+            return;
+        };
+        if rows.num_rows() == 0 {
+            return;
+        }
+        // Arrow arrays are shared, so a copy per worker costs a few pointers.
+        for pusher in pushers.iter_mut() {
+            Message::push_at(&mut Batch::new(rows.clone()), stamp.clone(), pusher);
+        }
+    }
+
+    fn flush<T: Clone, P: Push<Message<T, Batch>>>(
+        &mut self,
+        _stamp: &timely::dataflow::channels::Stamp<T>,
+        _pushers: &mut [P],
+    ) {
+        // Batches are pushed whole in `partition`; nothing is buffered.
+    }
+}
+
+/// The pact type returned by [`broadcast`].
+pub type Broadcast = DistributorPact<Box<dyn FnOnce(usize) -> BroadcastDistributor>>;
+
+/// A pact that sends every row to every worker: for small reference data (a device registry)
+/// that each worker needs whole, so the rows it is joined with never have to move.
+pub fn broadcast() -> Broadcast {
+    DistributorPact(Box::new(|_peers| BroadcastDistributor))
 }
 
 #[cfg(test)]

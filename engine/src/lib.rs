@@ -4,7 +4,7 @@
 //! # Tour
 //!
 //! * [`batch`]: [`Batch`], the Arrow container on every edge, and [`key_exchange`], the pact
-//!   that routes rows to the worker owning their key.
+//!   that routes rows to the worker owning their key ([`broadcast`]: to every worker).
 //! * [`time`]: event time (ms since the epoch, UTC, also the timely timestamp) and
 //!   [`WatermarkTracker`].
 //! * [`schema`]: field types as query files name them, and the event-time column.
@@ -63,7 +63,7 @@ pub mod schema;
 pub mod testing;
 pub mod time;
 
-pub use batch::{Batch, KeyExchange, key_exchange};
+pub use batch::{Batch, Broadcast, KeyExchange, broadcast, key_exchange};
 pub use config::{OptionError, parse_options};
 pub use egress::{SinkEvent, SinkInput};
 pub use error::{BoxError, EngineError};

@@ -11,9 +11,11 @@ use edgeflow_engine::arrow::datatypes::{DataType, Field, SchemaRef};
 use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
 use edgeflow_engine::testing::run_collect;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
+use edgeflow_engine::timely::dataflow::channels::pact::ParallelizationContract;
 use edgeflow_engine::timely::dataflow::operators::generic::Operator;
 use edgeflow_engine::{
-    Batch, BatchStream, DataflowOperator, OperatorContext, WatermarkPolicy, key_exchange,
+    Batch, BatchStream, DataflowOperator, EventTime, NodeMetrics, OperatorContext, WatermarkPolicy,
+    broadcast, key_exchange,
 };
 
 fn schema() -> SchemaRef {
@@ -41,11 +43,13 @@ fn batch(devices: &[&str], times: &[i64]) -> RecordBatch {
     .unwrap()
 }
 
-/// Passes rows through, exchanged by device, and asserts each batch's timestamp never runs
+/// Passes rows through, exchanged by device (or, with `everywhere`, broadcast to every
+/// worker), and asserts each batch's timestamp never runs
 /// ahead of the rows' event times by more than the watermark allows.
 #[derive(Debug)]
 struct Passthrough {
     schema: SchemaRef,
+    everywhere: bool,
 }
 
 impl DataflowOperator for Passthrough {
@@ -60,25 +64,37 @@ impl DataflowOperator for Passthrough {
     ) -> BatchStream<'scope> {
         let metrics = ctx.metrics.clone();
         let input = inputs.into_iter().next().unwrap();
-        input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(
-            key_exchange(vec![0]),
-            "Passthrough",
-            move |_cap, _info| {
-                move |input, output| {
-                    input.for_each(|time, data| {
-                        metrics.add_rows_in(data.num_rows());
-                        let mut batch = Batch::new(data.take().unwrap());
-                        output
-                            .session_with_builder(&time)
-                            .give_container(&mut batch);
-                    });
-                }
-            },
-        )
+        if self.everywhere {
+            pass_through(input, broadcast(), metrics)
+        } else {
+            pass_through(input, key_exchange(vec![0]), metrics)
+        }
     }
 }
 
+fn pass_through<'scope>(
+    input: BatchStream<'scope>,
+    pact: impl ParallelizationContract<EventTime, Batch>,
+    metrics: Arc<NodeMetrics>,
+) -> BatchStream<'scope> {
+    input.unary::<CapacityContainerBuilder<Batch>, _, _, _>(pact, "Passthrough", move |_, _| {
+        move |input, output| {
+            input.for_each(|time, data| {
+                metrics.add_rows_in(data.num_rows());
+                let mut batch = Batch::new(data.take().unwrap());
+                output
+                    .session_with_builder(&time)
+                    .give_container(&mut batch);
+            });
+        }
+    })
+}
+
 fn run(workers: usize) -> Vec<(String, i64)> {
+    run_with(workers, false)
+}
+
+fn run_with(workers: usize, everywhere: bool) -> Vec<(String, i64)> {
     let batches = vec![
         batch(&["a", "b", "c"], &[1_000, 2_000, 3_000]),
         batch(&["a", "b"], &[500, 10_000]),
@@ -92,7 +108,10 @@ fn run(workers: usize) -> Vec<(String, i64)> {
         schema(),
         batches,
         policy,
-        vec![Arc::new(Passthrough { schema: schema() })],
+        vec![Arc::new(Passthrough {
+            schema: schema(),
+            everywhere,
+        })],
         workers,
     )
     .unwrap();
@@ -111,7 +130,8 @@ fn run(workers: usize) -> Vec<(String, i64)> {
     }
     rows.sort();
     let op = report.nodes.iter().find(|n| n.name == "op0").unwrap();
-    assert_eq!(op.rows_in, 9);
+    let copies = if everywhere { workers } else { 1 };
+    assert_eq!(op.rows_in, 9 * copies as u64);
     rows
 }
 
@@ -121,6 +141,18 @@ fn every_row_reaches_the_sink_on_one_and_two_workers() {
     assert_eq!(one.len(), 9);
     assert_eq!(one, run(2));
     assert_eq!(one, run(3));
+}
+
+#[test]
+fn broadcast_gives_every_worker_every_row() {
+    let one = run(1);
+    for workers in [1, 2, 3] {
+        let everywhere = run_with(workers, true);
+        assert_eq!(everywhere.len(), 9 * workers, "{workers} workers");
+        let mut expected: Vec<_> = one.iter().cloned().cycle().take(9 * workers).collect();
+        expected.sort();
+        assert_eq!(everywhere, expected, "{workers} workers");
+    }
 }
 
 /// Panics on its first batch: stands for a bug in an operator.

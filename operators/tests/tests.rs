@@ -9,6 +9,8 @@
 //! * `anomaly`: the `anomaly` operator in scenarios and on the labelled NAB series (a score
 //!   floor on six files; the full evaluation is ignored by default);
 //! * `clean`: the `clean` operator end to end, with drop counts by reason;
+//! * `enrich`, `enrich_stream`: `enrich` with a registry file reloaded while rows flow, and
+//!   with registry rows streamed in from a second source;
 //! * `expressions`: `filter` and `derive` end to end, and an ignored `filter` throughput test;
 //! * `window`: fixed scenarios (late rows, cascaded windows, metrics) and a proptest that
 //!   checks random out-of-order input against a from-scratch oracle on 1 and 2 workers, for
@@ -23,6 +25,7 @@ mod anomaly;
 mod clean;
 mod clean_rules;
 mod enrich;
+mod enrich_stream;
 mod expressions;
 mod util;
 mod window;

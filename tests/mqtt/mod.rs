@@ -8,7 +8,8 @@
 //! * `payloads`: payload formats, rejects and the dead-letter topic;
 //! * `delivery`: QoS 1 across broker and engine restarts, persistent sessions;
 //! * `tls`: TLS, mutual TLS, a wrong CA, reconnect backoff against a dead broker;
-//! * `sink`: the sink's topic template and batching, and the `mqtt_gateway` example.
+//! * `sink`: the sink's topic template and batching, and the `mqtt_gateway` example;
+//! * `registry`: the `mqtt_registry` example, a device registry in retained messages.
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -32,6 +33,7 @@ use crate::mqtt_broker::{Broker, Security};
 
 mod delivery;
 mod payloads;
+mod registry;
 mod sink;
 mod tls;
 

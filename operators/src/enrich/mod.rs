@@ -1,5 +1,7 @@
-//! The `enrich` operator: adds columns from a device registry file (site, unit, calibration,
-//! thresholds…) to every row, by device id, and follows the file as it changes.
+//! The `enrich` operator: adds columns from a device registry (site, unit, calibration,
+//! thresholds…) to every row, by device id, and follows the registry as it changes. The
+//! registry is a file, or the rows of a second input (such as an MQTT topic of retained
+//! messages, one per device).
 //!
 //! ```toml
 //! [operators.enriched]
@@ -12,6 +14,15 @@
 //! reload_interval = "5s"
 //! ```
 //!
+//! or, with the registry streamed in from a source:
+//!
+//! ```toml
+//! [operators.enriched]
+//! type = "enrich"
+//! inputs = ["sensors", "registry_feed"]   # rows, then the registry's rows
+//! columns = { site = "string", scale = "float64" }
+//! ```
+//!
 //! # Semantics
 //!
 //! * Each row is enriched with the registry **as of its arrival**; a registry change never
@@ -20,6 +31,8 @@
 //!   or size changed. A file that does not read (missing, a bad value, a repeated key) is
 //!   reported once per change, naming the file and the line, counted as `registry_errors`,
 //!   and the last good version stays in use.
+//! * A registry input's rows add or replace devices (the last row for a device wins); a row
+//!   without a key is skipped and counted as `registry_errors`.
 //! * A row whose key is null or not in the registry is an **unknown device**: with
 //!   `unknown = "pass"` it gets nulls and is counted as the value `unknown_device`; with
 //!   `"drop"` it is dropped and counted as `unknown_device`; with `"reject"` it is dropped,
@@ -37,7 +50,8 @@
 //!
 //! The registry's updates are timestamped at the watermark of the rows, and the reloading
 //! operator follows that watermark, so the registry never holds the pipeline back and ends
-//! with the input.
+//! with the input. A registry input is broadcast to every worker and connected to no output:
+//! its own watermark holds nothing back either.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -55,6 +69,7 @@ use edgeflow_engine::arrow::array::{
 use edgeflow_engine::arrow::compute::{cast, filter_record_batch};
 use edgeflow_engine::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use edgeflow_engine::arrow::error::ArrowError;
+use edgeflow_engine::log_throttle::LogThrottle;
 use edgeflow_engine::schema::FieldType;
 use edgeflow_engine::timely::container::CapacityContainerBuilder;
 use edgeflow_engine::timely::dataflow::channels::pact::Pipeline;
@@ -63,19 +78,21 @@ use edgeflow_engine::timely::dataflow::operators::generic::builder_rc::OperatorB
 use edgeflow_engine::timely::progress::Antichain;
 use edgeflow_engine::{
     Batch, BatchStream, DataflowOperator, EventTime, NodeMetrics, OperatorContext, OptionError,
-    parse_options,
+    broadcast, parse_options,
 };
 use serde::Deserialize;
 
-use crate::fields::{error_at, lookup, single_input, type_name};
+use crate::fields::{error_at, lookup, type_name};
 use crate::options::OrderedMap;
 use crate::{OperatorConfig, OperatorKind};
 
 mod parquet;
 mod registry;
+mod stream;
 
 pub use registry::RegistryError;
 use registry::{Cell, CellType, Poll, RegistryColumns, Snapshot, Watcher};
+use stream::{StreamColumns, StreamRegistry};
 
 /// The `enrich` operator kind.
 pub const KIND: OperatorKind = OperatorKind {
@@ -112,9 +129,11 @@ pub enum Unknown {
 #[serde(deny_unknown_fields)]
 pub struct EnrichConfig {
     /// The registry file: `.csv` (with a header row), `.json` (an array of objects),
-    /// `.jsonl` / `.ndjson` (one object per line) or `.parquet` / `.pq` / `.parq`. A relative path is relative to the
-    /// directory the pipeline runs in. Required.
-    pub registry: PathBuf,
+    /// `.jsonl` / `.ndjson` (one object per line) or `.parquet` / `.pq` / `.parq`. A
+    /// relative path is relative to the directory the pipeline runs in. Required unless the
+    /// registry's rows come from a second input.
+    #[serde(default)]
+    pub registry: Option<PathBuf>,
     /// The field of the input holding the device id (string or integer). Default:
     /// `"device_id"`.
     #[serde(default = "default_key")]
@@ -128,7 +147,8 @@ pub struct EnrichConfig {
     /// `"pass"`, `"drop"` or `"reject"` for rows of unknown devices. Default: `"pass"`.
     #[serde(default)]
     pub unknown: Unknown,
-    /// How often the file is checked for changes. Default: `"5s"`.
+    /// How often the file is checked for changes. Default: `"5s"`. Unused with a registry
+    /// input, whose rows apply as they arrive.
     #[serde(
         default = "default_interval",
         deserialize_with = "edgeflow_engine::config::duration"
@@ -151,13 +171,32 @@ impl OperatorConfig for EnrichConfig {
 }
 
 impl EnrichConfig {
-    /// Checks the options against the input schema and returns the operator. The registry
-    /// file is not read here (so `validate` and `explain` never touch it).
+    /// Checks the options against the input schemas (the rows, and the registry's rows when
+    /// there is a second input) and returns the operator. The registry file is not read here
+    /// (so `validate` and `explain` never touch it).
     ///
     /// # Errors
     /// Every problem found, each with the path of the option at fault.
     pub fn build(&self, inputs: &[SchemaRef]) -> Result<Enrich, Vec<OptionError>> {
-        let schema = single_input("enrich", inputs).map_err(|e| vec![e])?;
+        let (schema, registry_rows) = match inputs {
+            [rows] => (rows.as_ref(), None),
+            [rows, registry] => (rows.as_ref(), Some(registry.as_ref())),
+            _ => {
+                return Err(vec![
+                    error_at(
+                        &["inputs"],
+                        format!(
+                            "an 'enrich' operator reads one or two inputs (the rows, then \
+                             optionally the registry's rows), but {} are listed",
+                            inputs.len()
+                        ),
+                    )
+                    .with_hint(
+                        "inputs = [\"sensors\"] or inputs = [\"sensors\", \"registry_feed\"]",
+                    ),
+                ]);
+            }
+        };
         let mut errors = Vec::new();
         let key = match lookup(schema, &self.key, &["key"]) {
             Ok((index, field)) => {
@@ -220,6 +259,40 @@ impl EnrichConfig {
             fields.push(Field::new(name, cell_data_type(kind), true));
             columns.push((name.to_string(), kind));
         }
+        let registry_key = self
+            .registry_key
+            .clone()
+            .unwrap_or_else(|| self.key.clone());
+        let source = match (&self.registry, registry_rows) {
+            (Some(path), None) => RegistrySource::File(path.clone()),
+            (None, Some(rows)) => RegistrySource::Stream(StreamColumns::find(
+                rows,
+                &registry_key,
+                &columns,
+                &mut errors,
+            )),
+            (None, None) => {
+                errors.push(
+                    error_at(
+                        &["registry"],
+                        "an 'enrich' operator needs a registry: a file, or a second input \
+                         carrying the registry's rows",
+                    )
+                    .with_hint("registry = \"devices.csv\""),
+                );
+                RegistrySource::File(PathBuf::new())
+            }
+            (Some(_), Some(_)) => {
+                errors.push(
+                    error_at(
+                        &["registry"],
+                        "the registry is either a file or the second input, not both",
+                    )
+                    .with_hint("remove 'registry', or the second input"),
+                );
+                RegistrySource::File(PathBuf::new())
+            }
+        };
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -237,12 +310,9 @@ impl EnrichConfig {
                 )),
                 key,
                 key_name: self.key.clone(),
-                path: self.registry.clone(),
+                source,
                 registry: RegistryColumns {
-                    key: self
-                        .registry_key
-                        .clone()
-                        .unwrap_or_else(|| self.key.clone()),
+                    key: registry_key,
                     columns,
                 },
                 unknown: self.unknown,
@@ -267,10 +337,19 @@ struct EnrichPlan {
     rejected_schema: SchemaRef,
     key: usize,
     key_name: String,
-    path: PathBuf,
+    source: RegistrySource,
     registry: RegistryColumns,
     unknown: Unknown,
     reload_interval: Duration,
+}
+
+/// Where the registry comes from.
+#[derive(Debug)]
+enum RegistrySource {
+    /// A file, polled every `reload_interval`.
+    File(PathBuf),
+    /// The rows of the operator's second input.
+    Stream(StreamColumns),
 }
 
 /// The planned `enrich` operator.
@@ -420,30 +499,40 @@ impl DataflowOperator for Enrich {
         inputs: Vec<BatchStream<'scope>>,
         ctx: &OperatorContext,
     ) -> Vec<BatchStream<'scope>> {
+        let mut inputs = inputs.into_iter();
         let input = inputs
-            .into_iter()
             .next()
-            .expect("the planner gives an 'enrich' operator exactly one input");
+            .expect("the planner gives an 'enrich' operator its rows' input");
+        let registry_rows = inputs.next();
         let plan = self.plan.clone();
         let scope = input.scope();
 
-        // The first version is read now, before any row flows, so that no row is looked up in
-        // an empty registry only because the arrangement has not caught up yet.
-        let mut watcher = Watcher::new(plan.path.clone(), plan.registry.clone());
-        let first: Vec<((String, Vec<Cell>), isize)> = match watcher.poll() {
-            Poll::Changed(updates) => updates,
-            Poll::Failed(error) => {
+        // The first version of a file is read now, before any row flows, so that no row is
+        // looked up in an empty registry only because the arrangement has not caught up yet.
+        // A registry input starts empty and fills as its rows arrive.
+        let (mut watcher, mut streamed) = match &plan.source {
+            RegistrySource::File(path) => (
+                Some(Watcher::new(path.clone(), plan.registry.clone())),
+                None,
+            ),
+            RegistrySource::Stream(columns) => (None, Some(StreamRegistry::new(columns.clone()))),
+        };
+        let first: Vec<((String, Vec<Cell>), isize)> = match watcher.as_mut().map(Watcher::poll) {
+            Some(Poll::Changed(updates)) => updates,
+            Some(Poll::Failed(error)) => {
                 report(&ctx.metrics, &error);
                 Vec::new()
             }
-            Poll::Unchanged => Vec::new(),
+            Some(Poll::Unchanged) | None => Vec::new(),
         };
         let initial: HashMap<String, Vec<Cell>> = first
             .iter()
             .map(|((k, v), _)| (k.clone(), v.clone()))
             .collect();
-        ctx.metrics
-            .set_value("registry_entries", watcher.len() as u64);
+        ctx.metrics.set_value(
+            "registry_entries",
+            watcher.as_ref().map_or(0, Watcher::len) as u64,
+        );
 
         // 1. The registry's updates: emitted at the rows' watermark, polled on a timer.
         let metrics = ctx.metrics.clone();
@@ -456,6 +545,11 @@ impl DataflowOperator for Enrich {
         let no_connection: Vec<(usize, Antichain<u64>)> = Vec::new();
         let mut rows_in =
             reload.new_input_connection(input.clone(), Pipeline, no_connection.clone());
+        let mut registry_in = registry_rows
+            .map(|rows| reload.new_input_connection(rows, broadcast(), no_connection.clone()));
+        // Every worker reads every registry row; one of them counts.
+        let counting = ctx.worker_index == 0;
+        let mut keyless_log = LogThrottle::default();
         let (updates_out, updates) = reload.new_output_connection::<Vec<Update>, _>(no_connection);
         let mut updates_out =
             OutputBuilder::<_, CapacityContainerBuilder<Vec<Update>>>::from(updates_out);
@@ -467,6 +561,45 @@ impl DataflowOperator for Enrich {
             move |frontiers| {
                 // Only the rows' frontier matters here; their data is read elsewhere.
                 rows_in.for_each(|_, _| {});
+                if let (Some(registry_in), Some(streamed)) =
+                    (registry_in.as_mut(), streamed.as_mut())
+                {
+                    registry_in.for_each(|_, data| {
+                        let Some(rows) = data.take() else {
+                            return;
+                        };
+                        let applied = match streamed.apply(&rows) {
+                            Ok(applied) => applied,
+                            Err(error) => {
+                                tracing::error!(
+                                    operator = %metrics.name(),
+                                    %error,
+                                    "Registry rows do not have the planned schema; this is a \
+                                     bug, please report it"
+                                );
+                                return;
+                            }
+                        };
+                        if counting {
+                            metrics.add_value("registry_updates", applied.changed as u64);
+                            metrics.set_value("registry_entries", streamed.len() as u64);
+                            if applied.keyless > 0 {
+                                metrics.add_value("registry_errors", applied.keyless as u64);
+                                if let Some(rows) = keyless_log.note(applied.keyless as u64) {
+                                    tracing::warn!(
+                                        operator = %metrics.name(),
+                                        rows,
+                                        "Registry rows without a key were skipped"
+                                    );
+                                }
+                            }
+                        }
+                        // Once the rows have ended, nothing reads the registry any more.
+                        if capability.is_some() {
+                            pending.extend(applied.updates);
+                        }
+                    });
+                }
                 let Some(held) = capability.as_mut() else {
                     return;
                 };
@@ -480,7 +613,9 @@ impl DataflowOperator for Enrich {
                     held.downgrade(&watermark);
                 }
                 let now = Instant::now();
-                if now >= next_poll {
+                if let Some(watcher) = watcher.as_mut()
+                    && now >= next_poll
+                {
                     next_poll = now + interval;
                     match watcher.poll() {
                         Poll::Changed(updates) => {
@@ -505,8 +640,8 @@ impl DataflowOperator for Enrich {
                     held.downgrade(&(time + 1));
                 }
                 // One timer at a time: rows wake this operator too, and each wake-up must
-                // not queue another timer.
-                if timer.is_none_or(|due| due <= now) {
+                // not queue another timer. A registry input wakes it by itself.
+                if watcher.is_some() && timer.is_none_or(|due| due <= now) {
                     activator.activate_after(next_poll.saturating_duration_since(now));
                     timer = Some(next_poll);
                 }

@@ -160,6 +160,47 @@ fn bad_options_are_reported_with_their_paths() {
     let error = config("registry = \"r.csv\"\ncolumns = { a = \"string\" }\nunknown = \"keep\"")
         .unwrap_err();
     assert_eq!(error.path, ["unknown"]);
-    let error = config("columns = { a = \"string\" }").unwrap_err();
-    assert!(error.message.contains("registry"), "{}", error.message);
+    // Without a file or a registry input, and with both: named at `registry`.
+    let errors = config("columns = { a = \"string\" }")
+        .unwrap()
+        .build(&[schema()])
+        .unwrap_err();
+    assert_eq!(errors[0].path, ["registry"]);
+    assert!(errors[0].message.contains("second input"), "{}", errors[0]);
+    let errors = config("registry = \"r.csv\"\ncolumns = { a = \"string\" }")
+        .unwrap()
+        .build(&[schema(), schema()])
+        .unwrap_err();
+    assert_eq!(errors[0].path, ["registry"]);
+    assert!(errors[0].message.contains("not both"), "{}", errors[0]);
+    let errors = config("columns = { a = \"string\" }")
+        .unwrap()
+        .build(&[schema(), schema(), schema()])
+        .unwrap_err();
+    assert_eq!(errors[0].path, ["inputs"]);
+    assert!(
+        errors[0].message.contains("one or two inputs"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[test]
+fn a_registry_input_must_hold_the_key_and_the_columns() {
+    let registry = Arc::new(Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, true),
+        Field::new("site", DataType::Utf8, true),
+        Field::new("scale", DataType::Utf8, true),
+    ]));
+    let ok = config("columns = { site = \"string\" }")
+        .unwrap()
+        .build(&[schema(), registry.clone()])
+        .unwrap();
+    assert!(matches!(ok.plan.source, RegistrySource::Stream(_)));
+    let errors = config("columns = { site = \"string\", scale = \"float64\", floor = \"int64\" }")
+        .unwrap()
+        .build(&[schema(), registry])
+        .unwrap_err();
+    let paths: Vec<String> = errors.iter().map(|e| e.path.join(".")).collect();
+    assert_eq!(paths, ["columns.scale", "columns.floor"]);
 }
