@@ -150,7 +150,7 @@ fn registry_rows_from_a_second_source_add_and_replace_devices_as_they_arrive() {
                 vec![],
                 NodeKind::Source {
                     schema: sensor_schema(),
-                    watermark: watermark.clone(),
+                    watermark,
                     source: Box::new(Readings {
                         steps: reading_steps,
                         registry_done,
