@@ -212,6 +212,74 @@ impl Drop for Running {
     }
 }
 
+/// `edgeflow run examples/<example> --no-status` against `broker`, in `dir`, with its log
+/// lines read as they come.
+struct CliRun {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    log: String,
+}
+
+impl CliRun {
+    fn start(example: &str, broker: &Broker, dir: &std::path::Path) -> Self {
+        use std::io::BufRead;
+
+        let mut child = crate::util::edgeflow()
+            .arg("run")
+            .arg(crate::util::repo().join("examples").join(example))
+            .arg("--no-status")
+            .env("MQTT_URL", broker.url())
+            .current_dir(dir)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("edgeflow runs");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = sender.send(line);
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: String::new(),
+        }
+    }
+
+    /// Reads log lines until `done(log so far)`, failing after 20 s.
+    fn wait_log(&mut self, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&self.log) {
+            assert!(Instant::now() < deadline, "{what}:\n{}", self.log);
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.log.push_str(&line);
+                self.log.push('\n');
+            }
+        }
+    }
+
+    /// Sends SIGTERM, waits for the exit, checks it succeeded and returns the whole log.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let exit = self.child.wait().expect("edgeflow ends");
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.log.push_str(&line);
+            self.log.push('\n');
+        }
+        assert!(exit.success(), "{}", self.log);
+        self.log
+    }
+}
+
 fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {

@@ -2,7 +2,6 @@
 //! messages enriches and calibrates readings, and a new retained entry changes the readings
 //! that follow it.
 
-use std::io::BufRead;
 use std::path::Path;
 
 use super::*;
@@ -25,37 +24,10 @@ fn the_mqtt_registry_example_enriches_readings_from_retained_messages() {
         ],
     );
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut child = crate::util::edgeflow()
-        .arg("run")
-        .arg(crate::util::repo().join("examples/mqtt_registry.toml"))
-        .arg("--no-status")
-        .env("MQTT_URL", broker.url())
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("edgeflow runs");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines_sender, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_sender.send(line);
-        }
+    let mut run = CliRun::start("mqtt_registry.toml", &broker, dir.path());
+    run.wait_log("edgeflow did not connect both sources", |log| {
+        log.matches("Connected to MQTT broker").count() >= 2
     });
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while log.matches("Connected to MQTT broker").count() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "edgeflow did not connect:\n{log}"
-        );
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            log.push_str(&line);
-            log.push('\n');
-        }
-    }
     // The subscriptions follow the CONNACKs, and the retained entries follow them.
     std::thread::sleep(Duration::from_millis(1_000));
     broker.publish(
@@ -81,18 +53,7 @@ fn the_mqtt_registry_example_enriches_readings_from_retained_messages() {
         &[("sensors/d2", br#"{"ts": 1717200001000, "temperature": 20}"#)],
     );
     std::thread::sleep(Duration::from_millis(700));
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("edgeflow ends");
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
-        log.push_str(&line);
-        log.push('\n');
-    }
-    assert!(exit.success(), "{log}");
+    let log = run.stop();
     assert_contains!(log, "registry_entries: 2");
     assert_contains!(log, "registry_updates: 3");
 

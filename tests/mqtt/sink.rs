@@ -73,8 +73,6 @@ fn sink_publishes_json_rows_to_the_topic_template_batched() {
 
 #[test]
 fn the_mqtt_gateway_example_runs_against_mosquitto() {
-    use std::io::BufRead;
-
     let broker = Broker::start(Security::Plain);
     let dir = tempfile::tempdir().expect("temp dir");
     let mut alerts = Command::new("mosquitto_sub")
@@ -83,37 +81,10 @@ fn the_mqtt_gateway_example_runs_against_mosquitto() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub runs");
-    let mut child = crate::util::edgeflow()
-        .arg("run")
-        .arg(crate::util::repo().join("examples/mqtt_gateway.toml"))
-        .arg("--no-status")
-        .env("MQTT_URL", broker.url())
-        .current_dir(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("edgeflow runs");
-    let stderr = child.stderr.take().expect("stderr");
-    let (lines_sender, lines) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_sender.send(line);
-        }
+    let mut run = CliRun::start("mqtt_gateway.toml", &broker, dir.path());
+    run.wait_log("edgeflow did not connect", |log| {
+        log.contains("Connected to MQTT broker") && log.contains("sink=alerts")
     });
-    let mut log = String::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !log.contains("Connected to MQTT broker") || !log.contains("sink=alerts") {
-        assert!(
-            Instant::now() < deadline,
-            "edgeflow did not connect:\n{log}"
-        );
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
-            log.push_str(&line);
-            log.push('\n');
-        }
-    }
     std::thread::sleep(Duration::from_millis(300));
     broker.publish(
         1,
@@ -137,18 +108,7 @@ fn the_mqtt_gateway_example_runs_against_mosquitto() {
         ],
     );
     std::thread::sleep(Duration::from_millis(500));
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let exit = child.wait().expect("edgeflow ends");
-    while let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
-        log.push_str(&line);
-        log.push('\n');
-    }
-    assert!(exit.success(), "{log}");
+    let log = run.stop();
     assert_contains!(log, "wrong_type: 1");
 
     // The window of d7 (max 31.5) passed the filter and went back out over MQTT.
