@@ -29,12 +29,10 @@ use edgeflow_engine::arrow::datatypes::{
 };
 use edgeflow_engine::graph::{BoxFuture, Graph, NodeKind, Source};
 use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
-use edgeflow_engine::testing::{CollectSink, run_collect};
-use edgeflow_engine::{
-    BoxError, PipelineMetrics, RunOptions, RunReport, SourceContext, WatermarkPolicy,
-};
+use edgeflow_engine::testing::run_collect;
+use edgeflow_engine::{BoxError, RunReport, SourceContext, WatermarkPolicy};
 
-use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
+use crate::util::{Reading, Value, batch, plan, rows, run_into_sink, sensor_schema};
 
 fn policy(ooo_ms: u64) -> WatermarkPolicy {
     WatermarkPolicy {
@@ -267,23 +265,7 @@ fn run_paced(options: &str, batches: Vec<RecordBatch>, workers: usize) -> Vec<Re
             NodeKind::Operator(plan("anomaly", options, &schema)),
         )
         .unwrap();
-    let sink = CollectSink::new();
-    graph
-        .add(
-            "sink",
-            vec![op],
-            NodeKind::Sink {
-                sink: Box::new(sink.clone()),
-            },
-        )
-        .unwrap();
-    let options = RunOptions {
-        workers,
-        io_threads: 1,
-        ..RunOptions::default()
-    };
-    edgeflow_engine::run(graph, options, PipelineMetrics::new()).unwrap();
-    sink.batches()
+    run_into_sink(graph, op, workers, 1).0
 }
 
 #[test]

@@ -8,14 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edgeflow_engine::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray};
-use edgeflow_engine::testing::{CollectSink, run_collect};
+use edgeflow_engine::testing::run_collect;
 use edgeflow_engine::{
-    BoxError, BoxFuture, Graph, NodeKind, PipelineMetrics, RunOptions, Source, SourceContext,
-    WatermarkPolicy, run,
+    BoxError, BoxFuture, Graph, NodeKind, Source, SourceContext, WatermarkPolicy,
 };
 
 use crate::clean_rules::run_with_rejected;
-use crate::util::{Reading, Value, batch, plan, rows, sensor_schema};
+use crate::util::{Reading, Value, batch, plan, rows, run_into_sink, sensor_schema};
 
 fn write(path: &Path, bytes: &[u8]) {
     // Write then rename, as a careful producer would, so a reload never sees half a file.
@@ -65,7 +64,7 @@ fn policy() -> WatermarkPolicy {
 }
 
 /// (device, ts, site, scale) of every output row, sorted.
-fn enriched(out: &[RecordBatch]) -> Vec<(Value, Value, Value, Value)> {
+pub(crate) fn enriched(out: &[RecordBatch]) -> Vec<(Value, Value, Value, Value)> {
     let mut got: Vec<_> = rows(out)
         .into_iter()
         .map(|r| (r[0].clone(), r[3].clone(), r[6].clone(), r[7].clone()))
@@ -74,7 +73,7 @@ fn enriched(out: &[RecordBatch]) -> Vec<(Value, Value, Value, Value)> {
     got
 }
 
-fn s(text: &str) -> Value {
+pub(crate) fn s(text: &str) -> Value {
     Value::Str(text.into())
 }
 
@@ -231,24 +230,9 @@ fn reloads(name: &str, versions: [Vec<u8>; 4]) {
         let op = graph
             .add("enriched", vec![source], NodeKind::Operator(enrich))
             .unwrap();
-        let sink = CollectSink::new();
-        graph
-            .add(
-                "out",
-                vec![op],
-                NodeKind::Sink {
-                    sink: Box::new(sink.clone()),
-                },
-            )
-            .unwrap();
-        let options = RunOptions {
-            workers,
-            io_threads: 1,
-            ..RunOptions::default()
-        };
-        let report = run(graph, options, PipelineMetrics::new()).unwrap();
+        let (out, report) = run_into_sink(graph, op, workers, 1);
         assert_eq!(
-            enriched(&sink.batches()),
+            enriched(&out),
             [
                 (s("a"), Value::Int(1_000), s("old-site"), Value::Float(1.0)),
                 (s("a"), Value::Int(2_000), s("new-site"), Value::Float(2.0)),

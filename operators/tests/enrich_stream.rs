@@ -11,14 +11,13 @@ use edgeflow_engine::arrow::array::{
 };
 use edgeflow_engine::arrow::datatypes::{DataType, Field, SchemaRef};
 use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
-use edgeflow_engine::testing::CollectSink;
 use edgeflow_engine::{
-    BoxError, BoxFuture, Graph, NodeKind, PipelineMetrics, RunOptions, Source, SourceContext,
-    WatermarkPolicy, run,
+    BoxError, BoxFuture, Graph, NodeKind, Source, SourceContext, WatermarkPolicy,
 };
 use edgeflow_operators::operators;
 
-use crate::util::{Reading, Value, batch, rows, sensor_schema};
+use crate::enrich::{enriched, s};
+use crate::util::{Reading, Value, batch, run_into_sink, sensor_schema};
 
 /// `device_id, site, scale, ts`: the registry feed's rows.
 fn registry_schema() -> SchemaRef {
@@ -93,10 +92,6 @@ impl Source for Readings {
             Ok(())
         })
     }
-}
-
-fn s(text: &str) -> Value {
-    Value::Str(text.into())
 }
 
 #[test]
@@ -177,30 +172,9 @@ fn registry_rows_from_a_second_source_add_and_replace_devices_as_they_arrive() {
         let op = graph
             .add("enriched", vec![sensors, feed], NodeKind::Operator(enrich))
             .unwrap();
-        let sink = CollectSink::new();
-        graph
-            .add(
-                "out",
-                vec![op],
-                NodeKind::Sink {
-                    sink: Box::new(sink.clone()),
-                },
-            )
-            .unwrap();
-        let options = RunOptions {
-            workers,
-            io_threads: 2,
-            ..RunOptions::default()
-        };
-        let report = run(graph, options, PipelineMetrics::new()).unwrap();
-
-        let mut got: Vec<_> = rows(&sink.batches())
-            .into_iter()
-            .map(|r| (r[0].clone(), r[3].clone(), r[6].clone(), r[7].clone()))
-            .collect();
-        got.sort();
+        let (out, report) = run_into_sink(graph, op, workers, 2);
         assert_eq!(
-            got,
+            enriched(&out),
             [
                 (s("a"), Value::Int(500), Value::Null, Value::Null),
                 (s("a"), Value::Int(1_000), s("old-site"), Value::Float(1.0)),

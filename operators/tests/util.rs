@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use edgeflow_engine::DataflowOperator;
 use edgeflow_engine::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch,
     StringArray, TimestampMillisecondArray,
@@ -13,6 +12,8 @@ use edgeflow_engine::arrow::datatypes::{
     TimestampMillisecondType,
 };
 use edgeflow_engine::schema::{UTC, schema_with_event_time, timestamp_type};
+use edgeflow_engine::testing::CollectSink;
+use edgeflow_engine::{DataflowOperator, Graph, NodeKind, PipelineMetrics, RunOptions, RunReport};
 use edgeflow_operators::operators;
 
 /// One input row of the sensor schema.
@@ -135,6 +136,33 @@ pub fn value(column: &ArrayRef, row: usize) -> Value {
 }
 
 /// Every row of `batches` as values, in order.
+/// Adds a collecting sink after node `last`, runs `graph` on `workers` workers with
+/// `io_threads` for its sources, and returns what reached the sink and the run's report.
+pub fn run_into_sink(
+    mut graph: Graph,
+    last: usize,
+    workers: usize,
+    io_threads: usize,
+) -> (Vec<RecordBatch>, RunReport) {
+    let sink = CollectSink::new();
+    graph
+        .add(
+            "out",
+            vec![last],
+            NodeKind::Sink {
+                sink: Box::new(sink.clone()),
+            },
+        )
+        .unwrap();
+    let options = RunOptions {
+        workers,
+        io_threads,
+        ..RunOptions::default()
+    };
+    let report = edgeflow_engine::run(graph, options, PipelineMetrics::new()).unwrap();
+    (sink.batches(), report)
+}
+
 pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<Value>> {
     let mut out = Vec::new();
     for batch in batches {
